@@ -1,0 +1,1 @@
+"""detox-cli: the ``detox`` command-line tool."""

@@ -1,0 +1,34 @@
+"""The Typer app ``detox``: one module per command group, errors formatted in ``errors``."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from detox_cli.commands import cmd, ddsc, eval, generate
+
+app = typer.Typer(
+    name="detox",
+    help="Make language models less toxic: CMD fine-tuning, DDSC decoding and their evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("generate")(generate.generate)
+app.add_typer(cmd.app, name="cmd")
+app.add_typer(ddsc.app, name="ddsc")
+app.add_typer(eval.app, name="eval")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``detox`` script."""
+    from detox_cli.errors import run_guarded
+
+    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    run_guarded(lambda: command.main(args=args, prog_name="detox", standalone_mode=False))
+
+
+if __name__ == "__main__":
+    main()
