@@ -59,8 +59,12 @@ def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
 
 def test_invalid_record_names_line_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"prompt_id": "a", "prompt": "b", "text": "c"}) + "\n"
-                   + json.dumps({"prompt_id": "a", "prompt": "b"}) + "\n")
+    bad.write_text(
+        json.dumps({"prompt_id": "a", "prompt": "b", "text": "c"})
+        + "\n"
+        + json.dumps({"prompt_id": "a", "prompt": "b"})
+        + "\n"
+    )
     with pytest.raises(DetoxError, match=r"bad\.jsonl:2.*text"):
         read_jsonl_records(bad, Generation)
 

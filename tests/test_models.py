@@ -29,7 +29,7 @@ def test_missing_gguf_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_directory_without_config_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(DetoxError, match="without config.json"):
+    with pytest.raises(DetoxError, match=r"without config\.json"):
         resolve_model_source(str(tmp_path))
 
 

@@ -60,8 +60,9 @@ def _fake_decoder(calls: list[int]) -> Any:
 def test_sampling_job_resumes_with_the_same_seeds(tmp_path: Path) -> None:
     prompts = [Prompt(id=f"p{i}", text=f"text {i}") for i in range(5)]
     full_calls: list[int] = []
-    full = run_sampling(prompts, _fake_decoder(full_calls), samples=2, batch_size=4, seed=7,
-                        show_progress=False)
+    full = run_sampling(
+        prompts, _fake_decoder(full_calls), samples=2, batch_size=4, seed=7, show_progress=False
+    )
     assert len(full) == 10
     assert full_calls == [chunk_seed(7, i) for i in range(3)]
 
@@ -71,8 +72,15 @@ def test_sampling_job_resumes_with_the_same_seeds(tmp_path: Path) -> None:
             writer.write(gen)
     calls: list[int] = []
     with JsonlWriter(out, key=generation_key) as writer:
-        made = run_sampling(prompts, _fake_decoder(calls), samples=2, batch_size=4, seed=7,
-                            writer=writer, show_progress=False)
+        made = run_sampling(
+            prompts,
+            _fake_decoder(calls),
+            samples=2,
+            batch_size=4,
+            seed=7,
+            writer=writer,
+            show_progress=False,
+        )
     assert calls == [chunk_seed(7, 1), chunk_seed(7, 2)]  # chunk 0 was complete
     assert [g.key for g in made] == [g.key for g in full[5:]]
     assert [g.text for g in made] == [g.text for g in full[5:]]

