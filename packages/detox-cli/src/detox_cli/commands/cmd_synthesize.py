@@ -1,0 +1,307 @@
+"""``detox cmd synthesize`` and its stages: detect, rephrase, continue, assemble; and merge.
+
+``synthesize`` runs the four stages in sequence into one directory; each stage is also its own
+command working on the previous stage's file in ``--out``. Every stage resumes after an
+interruption: rerun the same command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+
+from detox_cli.common import parse_shard
+from detox_core.data import read_prompts
+from detox_core.errors import DetoxError
+from detox_core.models import DTypeName
+
+PromptsOpt = Annotated[
+    Path, typer.Option("--prompts", help="Prompts file: RTP/detox JSONL or one prompt a line.")
+]
+OutOpt = Annotated[
+    Path, typer.Option("--out", help="Output directory (stage files, train.jsonl, manifest.json).")
+]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model", "-m", help="Base model that will be trained; generates the continuations."
+    ),
+]
+DetectorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--detector",
+        help="Span detector dir, or 'scorer' (bigrams scored by --scorer). Default: the default Segment-CNN.",
+    ),
+]
+RephraserOpt = Annotated[
+    str,
+    typer.Option(
+        "--rephraser",
+        help="causal:MODEL_SPEC (instruction to a causal LM), prefix:MODEL_SPEC (fill each mask by continuing the text before it) or seq2seq:PATH (infill model).",
+    ),
+]
+ScorerOpt = Annotated[str, typer.Option("--scorer", help="Toxicity scorer spec.")]
+LimitOpt = Annotated[
+    int | None,
+    typer.Option("--limit", min=1, help="Use only the first N prompts (before sharding)."),
+]
+SeedOpt = Annotated[int, typer.Option("--seed")]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option("--shard", help="I/N: this machine's share (prompt positions p with p % N == I)."),
+]
+MaskOpt = Annotated[
+    float,
+    typer.Option(
+        "--mask-threshold",
+        min=0.0,
+        max=1.0,
+        help="Segment toxic when p > this (0.5 code, 0.3 paper).",
+    ),
+]
+NoSpanOpt = Annotated[
+    str,
+    typer.Option(
+        "--no-span",
+        help="Toxic prompt without a toxic segment: most_toxic (mask the top pair) or drop.",
+    ),
+]
+SimilarityOpt = Annotated[
+    float,
+    typer.Option(
+        "--similarity",
+        min=-1.0,
+        max=1.0,
+        help="Minimum MiniLM cosine between rephrasing and original prompt.",
+    ),
+]
+SimModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--similarity-model",
+        help="Sentence encoder dir for the similarity check (default all-MiniLM-L6-v2).",
+    ),
+]
+AttemptsOpt = Annotated[int, typer.Option("--attempts", min=1, help="Rephrasing tries per prompt.")]
+SamplesOpt = Annotated[int, typer.Option("--samples", min=1, help="Continuations per prompt (K).")]
+BatchOpt = Annotated[
+    int,
+    typer.Option(
+        "--batch-size", min=1, help="Prompts per generation call (1: seeds fixed per prompt)."
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto, float32, bfloat16, float16.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+
+_console = Console(stderr=True)
+
+
+_DTYPES: dict[str, DTypeName] = {
+    "auto": "auto",
+    "float32": "float32",
+    "bfloat16": "bfloat16",
+    "float16": "float16",
+}
+
+
+def _dtype(value: str) -> DTypeName:
+    if value not in _DTYPES:
+        raise DetoxError(f"unknown dtype {value!r}", "use auto, float32, bfloat16 or float16")
+    return _DTYPES[value]
+
+
+def _no_span(value: str) -> Literal["most_toxic", "drop"]:
+    if value == "most_toxic":
+        return "most_toxic"
+    if value == "drop":
+        return "drop"
+    raise DetoxError(f"bad --no-span {value!r}", "use most_toxic or drop")
+
+
+def _report(out: Path) -> None:
+    from detox_cmd.synthesis.manifest import load_manifest
+
+    manifest = load_manifest(out)
+    if manifest is None:
+        return
+    for name, counts in manifest.stages.items():
+        reasons = ", ".join(f"{k}={v}" for k, v in counts.reasons.items()) or "-"
+        _console.print(
+            f"{name:>9}: {counts.entering} in, {counts.kept} kept, {counts.dropped} dropped ({reasons})"
+        )
+    _console.print(f"manifest: {out / 'manifest.json'}")
+
+
+def synthesize(
+    prompts: PromptsOpt,
+    out: OutOpt,
+    model: ModelOpt = "default",
+    detector: DetectorOpt = None,
+    rephraser: RephraserOpt = "prefix:default",
+    scorer: ScorerOpt = "profanity",
+    limit: LimitOpt = None,
+    seed: SeedOpt = 0,
+    shard: ShardOpt = None,
+    mask_threshold: MaskOpt = 0.5,
+    no_span: NoSpanOpt = "most_toxic",
+    similarity: SimilarityOpt = 0.4,
+    similarity_model: SimModelOpt = None,
+    attempts: AttemptsOpt = 5,
+    samples: SamplesOpt = 5,
+    batch_size: BatchOpt = 1,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Synthesize CMD training chains: detect, rephrase, continue, assemble → OUT/train.jsonl.
+
+    Rerun the same command to resume. With --shard I/N give each shard its own --out, then
+    combine them with `detox cmd merge SHARD_DIR... --out DIR`.
+    """
+    from detox_cmd.synthesis import Components, SynthesisConfig, select_prompts
+    from detox_cmd.synthesis import synthesize as run_all
+
+    config = SynthesisConfig(
+        model=model,
+        detector=detector,
+        rephraser=rephraser,
+        scorer=scorer,
+        limit=limit,
+        seed=seed,
+        shard=shard,
+        mask_threshold=mask_threshold,
+        no_span=_no_span(no_span),
+        similarity=similarity,
+        similarity_model=similarity_model,
+        attempts=attempts,
+        samples=samples,
+        batch_size=batch_size,
+        device=device,
+        dtype=_dtype(dtype),
+    )
+    items = select_prompts(read_prompts(prompts, limit=limit), None, parse_shard(shard))
+    run_all(items, out, Components(config), config, show_progress=not quiet)
+    _report(out)
+    _console.print(f"wrote {out / 'train.jsonl'}")
+
+
+def detect(
+    prompts: PromptsOpt,
+    out: OutOpt,
+    detector: DetectorOpt = None,
+    scorer: ScorerOpt = "profanity",
+    limit: LimitOpt = None,
+    shard: ShardOpt = None,
+    mask_threshold: MaskOpt = 0.5,
+    no_span: NoSpanOpt = "most_toxic",
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Stage 1: score the prompts and mask the toxic ones → OUT/stage1_masked.jsonl."""
+    from detox_cmd.synthesis import Components, SynthesisConfig, run_detect, select_prompts
+
+    config = SynthesisConfig(
+        detector=detector,
+        scorer=scorer,
+        limit=limit,
+        shard=shard,
+        mask_threshold=mask_threshold,
+        no_span=_no_span(no_span),
+        device=device,
+    )
+    items = select_prompts(read_prompts(prompts, limit=limit), None, parse_shard(shard))
+    out.mkdir(parents=True, exist_ok=True)
+    run_detect(items, out, Components(config), config, show_progress=not quiet)
+    _report(out)
+
+
+def rephrase(
+    out: OutOpt,
+    rephraser: RephraserOpt = "prefix:default",
+    scorer: ScorerOpt = "profanity",
+    seed: SeedOpt = 0,
+    similarity: SimilarityOpt = 0.4,
+    similarity_model: SimModelOpt = None,
+    attempts: AttemptsOpt = 5,
+    batch_size: BatchOpt = 1,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Stage 2: fill the masks of the toxic prompts → OUT/stage2_rephrased.jsonl."""
+    from detox_cmd.synthesis import Components, SynthesisConfig, run_rephrase
+
+    config = SynthesisConfig(
+        rephraser=rephraser,
+        scorer=scorer,
+        seed=seed,
+        similarity=similarity,
+        similarity_model=similarity_model,
+        attempts=attempts,
+        batch_size=batch_size,
+        device=device,
+        dtype=_dtype(dtype),
+    )
+    run_rephrase(out, Components(config), config, show_progress=not quiet)
+    _report(out)
+
+
+def continue_(
+    out: OutOpt,
+    model: ModelOpt = "default",
+    scorer: ScorerOpt = "profanity",
+    seed: SeedOpt = 0,
+    samples: SamplesOpt = 5,
+    batch_size: BatchOpt = 1,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Stage 3: K scored continuations per prompt → OUT/stage3_continuations.jsonl."""
+    from detox_cmd.synthesis import Components, SynthesisConfig, run_continue
+
+    config = SynthesisConfig(
+        model=model,
+        scorer=scorer,
+        seed=seed,
+        samples=samples,
+        batch_size=batch_size,
+        device=device,
+        dtype=_dtype(dtype),
+    )
+    run_continue(out, Components(config), config, show_progress=not quiet)
+    _report(out)
+
+
+def assemble(out: OutOpt, quiet: QuietOpt = False) -> None:
+    """Stage 4: choose positive/negatives and build the chains → OUT/train.jsonl."""
+    from detox_cmd.synthesis import SynthesisConfig, run_assemble
+
+    run_assemble(out, SynthesisConfig(), show_progress=not quiet)
+    _report(out)
+
+
+def merge(
+    shard_dirs: Annotated[list[Path], typer.Argument(help="The --out directories of the shards.")],
+    out: OutOpt,
+) -> None:
+    """Combine shard outputs: concatenate train.jsonl, add up the manifests."""
+    from detox_cmd.synthesis import merge_outputs
+
+    merge_outputs(shard_dirs, out)
+    _report(out)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the synthesis commands to the ``detox cmd`` group."""
+    app.command("synthesize")(synthesize)
+    app.command("detect")(detect)
+    app.command("rephrase")(rephrase)
+    app.command("continue")(continue_)
+    app.command("assemble")(assemble)
+    app.command("merge")(merge)
