@@ -1,0 +1,69 @@
+"""Write a run's report: ``report.json``, ``report.md`` and the PNG plots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from detox_core.evaluation.plots import (
+    DDSC_LAYERS_PNG,
+    EMT_TP_PNG,
+    MAX_TOXICITY_PNG,
+    plot_ddsc_layers,
+    plot_emt_tp,
+    plot_max_toxicity,
+)
+from detox_core.evaluation.report import (
+    EvalReport,
+    build_report,
+    group_by_method,
+    prompt_maxima,
+    render_markdown,
+)
+from detox_core.evaluation.settings import RunManifest
+from detox_core.evaluation.store import pooled_perplexity
+from detox_core.io import atomic_write_json, atomic_write_text
+from detox_core.records import Generation
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+LAYERS_KEY = "layers"  # extras["layers"]: the (H, S) hidden-state indices of each decoding step
+
+
+def chosen_layers(generations: Sequence[Generation]) -> tuple[list[int], list[int]]:
+    """Every H and S layer the decoder chose, over all steps of the given generations."""
+    h_layers: list[int] = []
+    s_layers: list[int] = []
+    for gen in generations:
+        steps = gen.extras.get(LAYERS_KEY)
+        if not isinstance(steps, list):
+            continue
+        for step in steps:
+            if isinstance(step, list | tuple) and len(step) == 2:
+                if step[0] is not None:
+                    h_layers.append(int(step[0]))
+                if step[1] is not None:
+                    s_layers.append(int(step[1]))
+    return h_layers, s_layers
+
+
+def write_report(
+    directory: Path, generations: Sequence[Generation], manifest: RunManifest
+) -> EvalReport:
+    """Build the report from scored generations and write its JSON, Markdown and plots."""
+    report = build_report(generations, manifest, ppl_of=pooled_perplexity)
+    scorer = str(report.settings.get("scorer") or "unknown scorer")
+    by_method = group_by_method(generations, manifest.settings.methods)
+    maxima = {m: list(prompt_maxima(g).values()) for m, g in by_method.items()}
+    plot_max_toxicity(maxima, scorer, directory / MAX_TOXICITY_PNG)
+    plot_emt_tp(report, scorer, directory / EMT_TP_PNG)
+    plots = [MAX_TOXICITY_PNG, EMT_TP_PNG]
+    layers = {m: chosen_layers(g) for m, g in by_method.items()}
+    layers = {m: hs for m, hs in layers.items() if hs[0] or hs[1]}
+    if layers:
+        plot_ddsc_layers(layers, scorer, directory / DDSC_LAYERS_PNG)
+        plots.append(DDSC_LAYERS_PNG)
+    report = report.model_copy(update={"plots": plots})
+    atomic_write_json(directory / REPORT_JSON, report.model_dump(mode="json"))
+    atomic_write_text(directory / REPORT_MD, render_markdown(report))
+    return report
