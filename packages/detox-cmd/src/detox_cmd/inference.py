@@ -1,0 +1,196 @@
+"""CMD inference: load a trained adapter and run the detoxification chain (METHODS §2.6).
+
+The model is given ``# Text: {prompt} `` and writes the rest of the chain itself. Generation
+runs in two phases so that each part has its own budget and stop:
+
+1. the reasoning part, up to the ``# Generation:`` marker (budget: the chain budget minus the
+   generation budget);
+2. the generation part, ``max_new_tokens`` tokens, stopped at the closing `` #``. This phase
+   can use DDSC decoding, so CMD and DDSC compose.
+
+In both phases the ``# Text: {prompt} `` input is tokenised on its own, exactly as in training.
+A malformed chain (no ``# Generation:`` marker, or no closing `` #``) falls back to the
+generated tail and is flagged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from detox_cmd.chain import CLOSING_MARKER, GENERATION_MARKER, TOXIC_TEMPLATE, model_input
+from detox_cmd.training.data import SplitInputTokenizer
+from detox_cmd.training.records import TrainRunInfo
+from detox_core.decoding import DecodeConfig, decode
+from detox_core.errors import DetoxError
+from detox_core.models import LoadedModel, ModelOptions, load_model
+
+if TYPE_CHECKING:
+    from detox_ddsc import DDSCConfig
+
+CHAIN_SLACK_TOKENS = 16
+RUN_INFO_FILE = "train_config.json"
+# Offset between the seeds of the two phases, so their random draws are unrelated.
+PHASE_SEED_OFFSET = 1 << 32
+
+
+class ChainOutput(BaseModel):
+    """One generated chain: the continuation, the chain text after the input, and a flag."""
+
+    generation: str
+    chain: str
+    malformed: bool
+
+
+def parse_chain(chain: str) -> ChainOutput:
+    """Read the continuation out of a generated chain (the text after ``# Text: {prompt} ``).
+
+    The continuation is the text after the first ``# Generation:`` (minus the template's one
+    separating space) up to the closing `` #``. Without the marker, the whole text is the
+    fallback; without the closing marker, everything after ``# Generation:``; both are flagged
+    ``malformed``.
+    """
+    start = chain.find(GENERATION_MARKER)
+    if start < 0:
+        return ChainOutput(generation=chain.strip(), chain=chain, malformed=True)
+    tail = chain[start + len(GENERATION_MARKER) :]
+    end = tail.find(CLOSING_MARKER)
+    malformed = end < 0
+    body = tail if malformed else tail[:end]
+    if body.startswith(" "):
+        body = body[1:]
+    return ChainOutput(generation=body, chain=chain, malformed=malformed)
+
+
+def find_adapter(path: str | Path) -> tuple[Path, TrainRunInfo]:
+    """The adapter folder inside a training output (or the folder itself) and its run info."""
+    path = Path(path).expanduser()
+    adapter = path / "adapter" if (path / "adapter" / "adapter_config.json").exists() else path
+    if not (adapter / "adapter_config.json").exists():
+        raise DetoxError(
+            f"no CMD adapter found in {path}",
+            "pass the --out folder of `detox cmd train` (or its adapter/ folder)",
+        )
+    for info_path in (adapter / RUN_INFO_FILE, adapter.parent / RUN_INFO_FILE):
+        if info_path.exists():
+            info = TrainRunInfo.model_validate_json(info_path.read_text(encoding="utf-8"))
+            return adapter, info
+    raise DetoxError(
+        f"{adapter} has no {RUN_INFO_FILE} naming its base model",
+        "use an adapter written by `detox cmd train`",
+    )
+
+
+def load_cmd_model(
+    adapter_dir: str | Path, options: ModelOptions | None = None, merge: bool = True
+) -> LoadedModel:
+    """Load the adapter's base model (from its ``train_config.json``) with the adapter applied.
+
+    With ``merge`` (the default) the LoRA weights are merged into the base weights, giving a
+    plain transformers model (faster, and usable by every decoder, DDSC included).
+    """
+    from peft import PeftModel
+
+    adapter, info = find_adapter(adapter_dir)
+    base = load_model(info.base_model, options)
+    model = PeftModel.from_pretrained(base.model, str(adapter))
+    if merge:
+        model = model.merge_and_unload()
+    model.eval()
+    return LoadedModel(
+        model=model,
+        tokenizer=base.tokenizer,
+        spec=str(adapter_dir),
+        source=base.source,
+        device=base.device,
+        dtype=base.dtype,
+    )
+
+
+def chain_budget(tokenizer: Any, prompts: list[str], max_new_tokens: int) -> int:
+    """Default budget of a whole chain: generation + 2 x the longest prompt (for the masked and
+    rephrased copies) + the toxic template's own tokens + ``CHAIN_SLACK_TOKENS``."""
+    longest = max(
+        (len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts), default=0
+    )
+    template = TOXIC_TEMPLATE.format(prompt="", masked="", rephrased="", positive="")
+    overhead = len(tokenizer(template, add_special_tokens=False)["input_ids"])
+    return max_new_tokens + 2 * longest + overhead + CHAIN_SLACK_TOKENS
+
+
+def _first_tokens(tokenizer: Any, text: str, count: int) -> str:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][:count]
+    return str(tokenizer.decode(ids, skip_special_tokens=True))
+
+
+def _decode_generation(
+    model: Any,
+    tokenizer: Any,
+    contexts: list[str],
+    config: DecodeConfig,
+    ddsc: DDSCConfig | None,
+) -> tuple[list[str], list[str]]:
+    """Phase 2: the generation part, by plain or DDSC decoding: ``(texts, stop reasons)``."""
+    if ddsc is None:
+        result = decode(model, tokenizer, contexts, config)
+        return result.texts, result.stopped
+    from detox_ddsc import generate
+
+    out = generate(model, tokenizer, contexts, ddsc.model_copy(update={"decode": config}))
+    return out.texts, out.stopped
+
+
+def generate_chain(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    decode_config: DecodeConfig,
+    ddsc: DDSCConfig | None = None,
+    max_chain_tokens: int | None = None,
+) -> list[ChainOutput]:
+    """Run the CMD chain for each prompt and return its continuation (see the module doc).
+
+    ``decode_config.max_new_tokens`` is the budget of the generation part;
+    ``max_chain_tokens`` that of the whole chain (default: ``chain_budget``). ``ddsc``, when
+    given, decodes the generation part with DDSC (its own ``decode`` settings are replaced by
+    ``decode_config``).
+    """
+    if not prompts:
+        return []
+    budget = max_chain_tokens or chain_budget(tokenizer, prompts, decode_config.max_new_tokens)
+    inputs = [model_input(p) for p in prompts]
+    reasoning = decode_config.model_copy(
+        update={
+            "max_new_tokens": max(budget - decode_config.max_new_tokens, 1),
+            "stop": (GENERATION_MARKER,),
+            "sync_every": min(decode_config.sync_every, 8),
+        }
+    )
+    first = decode(model, tokenizer, inputs, reasoning)
+    outputs: list[ChainOutput | None] = [None] * len(prompts)
+    pending: list[int] = []
+    for i, (text, reason) in enumerate(zip(first.texts, first.stopped, strict=True)):
+        if reason == "stop":
+            pending.append(i)
+            continue
+        tail = _first_tokens(tokenizer, text, decode_config.max_new_tokens)
+        outputs[i] = ChainOutput(generation=tail.strip(), chain=text, malformed=True)
+    if pending:
+        contexts = [inputs[i] + first.texts[i] + GENERATION_MARKER for i in pending]
+        split = SplitInputTokenizer(
+            tokenizer, {c: inputs[i] for c, i in zip(contexts, pending, strict=True)}
+        )
+        generation = decode_config.model_copy(
+            update={
+                "stop": (CLOSING_MARKER, *decode_config.stop),
+                "seed": decode_config.seed + PHASE_SEED_OFFSET,
+                "sync_every": min(decode_config.sync_every, 8),
+            }
+        )
+        texts, reasons = _decode_generation(model, split, contexts, generation, ddsc)
+        for i, text, reason in zip(pending, texts, reasons, strict=True):
+            closing = CLOSING_MARKER if reason == "stop" else ""
+            outputs[i] = parse_chain(first.texts[i] + GENERATION_MARKER + text + closing)
+    return [o for o in outputs if o is not None]

@@ -1,0 +1,172 @@
+"""Chain inference: two-phase generation, malformed chains, adapters, export, DDSC composition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from train_helpers import make_records, one_thread, write_records  # noqa: F401
+
+from detox_cmd.chain import build_chain, model_input
+from detox_cmd.export import export_merged
+from detox_cmd.inference import generate_chain, load_cmd_model
+from detox_cmd.training import CMDTrainConfig, train
+from detox_cmd.training.data import encode_pair
+from detox_core.decoding import DecodeConfig
+from detox_core.errors import DetoxError
+from detox_core.models import ModelOptions, load_model
+
+CPU = ModelOptions(device="cpu", dtype="float32")
+
+
+class ScriptedLM(torch.nn.Module):
+    """A stand-in causal LM whose greedy continuation of any prefix of a script is that script.
+
+    The next token is ``script[position + 1]`` of the script whose prefix the row's prompt is (EOS
+    after its end, or at once when no script matches), so it reproduces a chain only if the
+    prompt's token ids are exactly the script's: tokenisation mismatches show up as failures.
+    """
+
+    def __init__(self, scripts: list[list[int]], vocab_size: int, eos: int) -> None:
+        super().__init__()
+        self.scripts = scripts
+        self.eos = eos
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.config = SimpleNamespace(vocab_size=vocab_size, num_hidden_layers=1)
+        self.generation_config = SimpleNamespace(eos_token_id=eos)
+
+    def _match(self, ids: list[int]) -> list[int] | None:
+        return next((s for s in self.scripts if s[: len(ids)] == ids), None)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        past_key_values: Any = None,
+        **_: Any,
+    ) -> Any:
+        if past_key_values is None:
+            rows = [
+                self._match(i[m.bool()].tolist())
+                for i, m in zip(input_ids, attention_mask, strict=True)
+            ]
+        else:
+            rows = past_key_values
+        logits = torch.zeros(input_ids.shape[0], 1, self.config.vocab_size)
+        for b, (script, pos) in enumerate(zip(rows, position_ids[:, -1].tolist(), strict=True)):
+            nxt = script[pos + 1] if script is not None and pos + 1 < len(script) else self.eos
+            logits[b, 0, nxt] = 10.0
+        return SimpleNamespace(logits=logits, past_key_values=rows, hidden_states=None)
+
+
+def _script(tok: Any, prompt: str, chain: str) -> list[int]:
+    head = model_input(prompt)
+    head_ids, tail_ids = encode_pair(tok, head, chain[len(head) :])
+    return head_ids + tail_ids + [tok.eos_token_id]
+
+
+GREEDY = DecodeConfig(max_new_tokens=40, greedy=True)
+
+
+def test_well_formed_chains_give_the_generation(tiny_lm: Any) -> None:
+    tok = tiny_lm.tokenizer
+    toxic, _ = build_chain(
+        "You are a stupid", " person who likes to walk", "You are a <MASK>", "You are a kind"
+    )
+    clean, _ = build_chain("The weather today is", " sunny with a light breeze")
+    model = ScriptedLM(
+        [_script(tok, "You are a stupid", toxic), _script(tok, "The weather today is", clean)],
+        len(tok),
+        tok.eos_token_id,
+    )
+    outs = generate_chain(model, tok, ["You are a stupid", "The weather today is"], GREEDY)
+    assert [o.generation for o in outs] == [
+        " person who likes to walk",
+        " sunny with a light breeze",
+    ]
+    assert [o.malformed for o in outs] == [False, False]
+    assert outs[0].chain == toxic[len(model_input("You are a stupid")) :]
+
+
+def test_malformed_chains_are_flagged_with_a_fallback(tiny_lm: Any) -> None:
+    tok = tiny_lm.tokenizer
+    unclosed = model_input("Hello") + "# Let's detoxify step by step. # Generation: my name is Alex"
+    no_marker = model_input("The weather") + " today is sunny"
+    model = ScriptedLM(
+        [_script(tok, "Hello", unclosed), _script(tok, "The weather", no_marker)],
+        len(tok),
+        tok.eos_token_id,
+    )
+    outs = generate_chain(model, tok, ["Hello", "The weather"], GREEDY)
+    assert outs[0].malformed and outs[0].generation == "my name is Alex"
+    assert outs[1].malformed and outs[1].generation == "today is sunny"
+
+
+def test_generation_part_stops_at_its_budget(tiny_lm: Any) -> None:
+    tok = tiny_lm.tokenizer
+    chain, _ = build_chain("Hello", " the weather today is sunny with a light breeze from the sea")
+    model = ScriptedLM([_script(tok, "Hello", chain)], len(tok), tok.eos_token_id)
+    outs = generate_chain(model, tok, ["Hello"], GREEDY.model_copy(update={"max_new_tokens": 3}))
+    assert outs[0].malformed  # the closing marker never came within 3 tokens
+    assert 0 < len(tok(outs[0].generation, add_special_tokens=False)["input_ids"]) <= 4
+    assert " the weather today is sunny".startswith(outs[0].generation)
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory: pytest.TempPathFactory, tiny_lm_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("cmd-adapter")
+    data = write_records(root / "train.jsonl", make_records())
+    config = CMDTrainConfig(
+        model=str(tiny_lm_dir),
+        data_path=data,
+        output_dir=root / "run",
+        max_steps=3,
+        per_device_train_batch_size=2,
+        learning_rate=5e-2,
+        warmup_ratio=0.0,
+        use_cl=False,
+    )
+    return train(config, show_progress=False).output_dir
+
+
+def test_export_matches_the_adapter_model(adapter_dir: Path, tmp_path: Path, tiny_lm: Any) -> None:
+    adapted = load_cmd_model(adapter_dir, CPU, merge=False)
+    out = export_merged(adapter_dir, tmp_path / "merged")
+    merged = load_model(str(out), CPU)
+    ids = adapted.tokenizer(
+        ["You are a stupid idiot", "Hello there"], return_tensors="pt", padding=True
+    )
+    with torch.no_grad():
+        want = adapted.model(**ids).logits
+        got = merged.model(**ids).logits
+        base = tiny_lm.model(**ids).logits
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(base, want, atol=1e-4)  # the adapter did change the model
+    assert (out / "tokenizer_config.json").exists()
+    with pytest.raises(DetoxError, match="not an earlier export"):
+        export_merged(adapter_dir, adapter_dir)
+
+
+def test_load_cmd_model_reads_the_base_spec(adapter_dir: Path, tmp_path: Path) -> None:
+    lm = load_cmd_model(adapter_dir / "adapter", CPU)
+    assert lm.num_layers == 4
+    assert not hasattr(lm.model, "peft_config")  # merged: a plain transformers model
+    with pytest.raises(DetoxError, match="no CMD adapter"):
+        load_cmd_model(tmp_path)
+
+
+def test_chain_generation_composes_with_ddsc(adapter_dir: Path) -> None:
+    from detox_ddsc import DDSCConfig
+
+    lm = load_cmd_model(adapter_dir, CPU)
+    prompts = ["You are a stupid", "The weather today is"]
+    config = DecodeConfig(max_new_tokens=4, seed=3)
+    ddsc = DDSCConfig(layers="0,2,4", toxic_layer=3, decode=config)
+    first = generate_chain(lm.model, lm.tokenizer, prompts, config, ddsc=ddsc, max_chain_tokens=40)
+    again = generate_chain(lm.model, lm.tokenizer, prompts, config, ddsc=ddsc, max_chain_tokens=40)
+    assert len(first) == 2
+    assert first == again  # seeded
