@@ -73,3 +73,73 @@ def save_tiny_llama(path: Path, layers: int = 4, seed: int = 0) -> Path:
     model.save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     return path
+
+
+TINY_BERT_WORDS = [
+    "you", "are", "a", "an", "stupid", "idiot", "and", "i", "hate", "the", "weather", "is",
+    "nice", "today", "what", "lovely", "day", "park", "walk", "we", "go", "to", "market",
+    "damn", "fool", "people", "who", "think", "that", "this", "it", "so", "very", "good",
+    ".", ",", "!", "?", "'", "-", "##s", "##ing", "##ed", "##ly",
+]  # fmt: skip
+
+
+def make_wordpiece_tokenizer(extra_words: list[str] | None = None) -> Any:
+    """A BERT WordPiece tokenizer (uncased) over a small vocabulary: a few words, letters and
+    ``##`` letter pieces, so any lowercase ASCII word can be split."""
+    from transformers import BertTokenizer
+
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    for piece in TINY_BERT_WORDS + (extra_words or []) + letters + [f"##{c}" for c in letters]:
+        if piece not in vocab:
+            vocab.append(piece)
+    return BertTokenizer(vocab={piece: i for i, piece in enumerate(vocab)})
+
+
+def save_tiny_bert(path: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """Save a tiny random BERT encoder (``AutoModel``) with its WordPiece tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    tokenizer = make_wordpiece_tokenizer()
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+def write_tiny_toxic_spans_csv(path: Path, n_texts: int = 40, seed: int = 0) -> Path:
+    """A SemEval-format CSV (``spans``, ``text``) of random sentences over the tiny BERT words;
+    the toxic words (stupid, idiot, fool, damn, hate) are the gold spans."""
+    import csv
+    import json
+    import random
+
+    toxic = ["stupid", "idiot", "fool", "damn", "hate"]
+    neutral = ["you", "are", "a", "the", "weather", "is", "nice", "today", "we", "go", "to",
+               "park", "market", "people", "who", "think", "that", "this", "so", "very", "good"]  # fmt: skip
+    rng = random.Random(seed)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["spans", "text"])
+        for i in range(n_texts):
+            words = [rng.choice(neutral) for _ in range(rng.randint(4, 12))]
+            for _ in range(i % 3):  # a third of the texts have no toxic word
+                words.insert(rng.randint(0, len(words)), rng.choice(toxic))
+            text = ""
+            spans: list[int] = []
+            for word in words:
+                if text:
+                    text += " "
+                if word in toxic:
+                    spans += range(len(text), len(text) + len(word))
+                text += word
+            writer.writerow([json.dumps(spans), text + rng.choice([".", "!", ""])])
+    return path

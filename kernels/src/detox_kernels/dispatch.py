@@ -1,7 +1,8 @@
 """The one place that chooses between the Triton kernels and the torch references.
 
 ``DETOX_KERNELS=torch`` forces the reference; ``DETOX_KERNELS=triton`` forces Triton (on the CPU
-this needs ``TRITON_INTERPRET=1``). By default Triton runs on CUDA tensors and torch elsewhere.
+this needs ``TRITON_INTERPRET=1``). By default Triton runs on CUDA tensors and, elsewhere, the
+faster plain-torch path of ``fused_torch`` (same results as the reference up to float rounding).
 """
 
 from __future__ import annotations
@@ -49,7 +50,11 @@ def select_layers(
 
         result: LayerSelection = select_layers_triton(end, cands, toxic, divergence)
         return result
-    return select_layers_torch(end, cands, toxic, divergence)
+    if os.environ.get("DETOX_KERNELS") == "torch":
+        return select_layers_torch(end, cands, toxic, divergence)
+    from detox_kernels.fused_torch import select_layers_fused
+
+    return select_layers_fused(end, cands, toxic, divergence)
 
 
 def contrast_scores(
@@ -67,4 +72,8 @@ def contrast_scores(
 
         scores: torch.Tensor = contrast_scores_triton(end, cands, h, toxic, s, alpha, weight)
         return scores
-    return contrast_scores_torch(end, cands, h, toxic, s, alpha, weight)
+    if os.environ.get("DETOX_KERNELS") == "torch":
+        return contrast_scores_torch(end, cands, h, toxic, s, alpha, weight)
+    from detox_kernels.fused_torch import contrast_scores_fused
+
+    return contrast_scores_fused(end, cands, h, toxic, s, alpha, weight)

@@ -1,0 +1,66 @@
+"""End-to-end DDSC decoding vs plain greedy decoding on the default model.
+
+Grid: batch 1 and 8; MODE-1 (layers 0..30) and MODE-2 (0,2,28,29,30); 16 new tokens, greedy,
+toxic layer from the shipped profile. Each point times plain decoding and DDSC decoding on the
+same prompts. The efficiency target (MODE-2, batch 8, >= 0.87) is measured with
+``uv run detox ddsc bench --layers 0,2,28,29,30 --batch-size 8 --new-tokens 32``, which
+interleaves the runs and also times the extra lm_head rows.
+
+Run with ``uv run pytest benchmarks/test_bench_ddsc.py --benchmark-enable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from detox_core.decoding import DecodeConfig, decode
+from detox_core.models import LoadedModel, load_model
+from detox_ddsc import DDSCConfig, generate
+from detox_ddsc.bench import bench_prompts
+
+NEW_TOKENS = 16
+LAYERS = {"mode1": "all", "mode2": "0,2,28,29,30"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_cpu_thread() -> Iterator[None]:
+    """On a shared CPU, two intra-op threads mostly spin-wait (decoding gets many times slower)."""
+    threads = torch.get_num_threads()
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def lm() -> LoadedModel:
+    return load_model("default")
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_bench_vanilla(benchmark: Any, lm: LoadedModel, batch: int) -> None:
+    config = DecodeConfig(max_new_tokens=NEW_TOKENS, greedy=True)
+    prompts = bench_prompts(batch)
+    result = benchmark.pedantic(
+        lambda: decode(lm.model, lm.tokenizer, prompts, config), rounds=3, warmup_rounds=1
+    )
+    assert len(result.texts) == batch
+    benchmark.extra_info.update(batch=batch, method="vanilla", new_tokens=NEW_TOKENS)
+
+
+@pytest.mark.parametrize("mode", ["mode1", "mode2"])
+@pytest.mark.parametrize("batch", [1, 8])
+def test_bench_ddsc(benchmark: Any, lm: LoadedModel, batch: int, mode: str) -> None:
+    config = DDSCConfig(
+        layers=LAYERS[mode], decode=DecodeConfig(max_new_tokens=NEW_TOKENS, greedy=True)
+    )
+    prompts = bench_prompts(batch)
+    result = benchmark.pedantic(
+        lambda: generate(lm.model, lm.tokenizer, prompts, config), rounds=3, warmup_rounds=1
+    )
+    assert len(result.texts) == batch
+    benchmark.extra_info.update(batch=batch, method="ddsc", mode=mode, new_tokens=NEW_TOKENS)

@@ -1,0 +1,192 @@
+"""``detox cmd spans``: train, evaluate and try the Segment-CNN toxic-span detector."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from detox_core.errors import DetoxError
+
+app = typer.Typer(help="The Segment-CNN toxic-span detector (CMD step 1).", no_args_is_help=True)
+
+DetectorOpt = Annotated[Path, typer.Option("--detector", help="A trained span-detector directory.")]
+ThresholdOpt = Annotated[
+    float, typer.Option("--threshold", min=0.0, max=1.0, help="A pair is toxic when p > this.")
+]
+CharRule = Literal["intersection", "union"]
+RuleOpt = Annotated[
+    CharRule,
+    typer.Option(
+        "--char-rule",
+        help="Pairs to characters: intersection (a token is toxic when all its pairs are; "
+        "SemEval-style spans) or union (both tokens of every toxic pair, as CMD masks).",
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")]
+
+
+@app.command("train")
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the detector to.")],
+    jigsaw: Annotated[
+        Path | None,
+        typer.Option("--jigsaw", help="Jigsaw train.csv (segments labelled by --scorer)."),
+    ] = None,
+    spans: Annotated[
+        list[Path] | None,
+        typer.Option("--spans", help="SemEval toxic-spans CSV with gold offsets (repeatable)."),
+    ] = None,
+    encoder: Annotated[
+        str, typer.Option("--encoder", help="'default' (all-MiniLM-L6-v2) or a BERT-style dir.")
+    ] = "default",
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Encoder learning rate.")] = 1e-4,
+    head_lr: Annotated[
+        float, typer.Option("--head-lr", min=0.0, help="Heads' learning rate.")
+    ] = 1e-3,
+    toxic_weight: Annotated[
+        float, typer.Option("--toxic-weight", min=0.0, help="CE weight of toxic segments.")
+    ] = 2.0,
+    segment_weight: Annotated[
+        float, typer.Option("--segment-weight", min=0.0, help="Weight of the segment loss.")
+    ] = 1.0,
+    max_length: Annotated[int, typer.Option("--max-length", min=4, max=512)] = 128,
+    jigsaw_toxic: Annotated[int, typer.Option("--jigsaw-toxic", min=0)] = 9000,
+    jigsaw_non_toxic: Annotated[int, typer.Option("--jigsaw-non-toxic", min=0)] = 1000,
+    max_jigsaw: Annotated[
+        int | None, typer.Option("--max-jigsaw", min=1, help="At most N Jigsaw comments in all.")
+    ] = None,
+    scorer: Annotated[
+        str, typer.Option("--scorer", help="Scorer labelling Jigsaw segments.")
+    ] = "profanity",
+    dev_fraction: Annotated[
+        float,
+        typer.Option("--dev-fraction", min=0.0, max=0.9, help="Share of gold-span texts held out."),
+    ] = 0.05,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train a Segment-CNN on SemEval toxic spans and/or Jigsaw comments (resumes per epoch)."""
+    from rich.console import Console
+
+    from detox_cmd.spans import SpanDataConfig, SpanTrainConfig, train_detector
+
+    if not spans and jigsaw is None:
+        raise DetoxError("no training data given", "pass --spans CSV and/or --jigsaw CSV")
+    for path in [*(spans or []), *([jigsaw] if jigsaw else [])]:
+        if not path.is_file():
+            raise DetoxError(f"file not found: {path}", "check the path")
+    data = SpanDataConfig(
+        spans=spans or [],
+        jigsaw=jigsaw,
+        scorer=scorer,
+        jigsaw_toxic=jigsaw_toxic,
+        jigsaw_non_toxic=jigsaw_non_toxic,
+        max_jigsaw=max_jigsaw,
+        seed=seed,
+    )
+    config = SpanTrainConfig(
+        encoder=encoder,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        head_lr=head_lr,
+        toxic_weight=toxic_weight,
+        segment_weight=segment_weight,
+        max_length=max_length,
+        dev_fraction=dev_fraction,
+        seed=seed,
+        device=device,
+    )
+    trained = train_detector(data, config, checkpoint=out / ".train_state")
+    trained.detector.save(out, trained.metadata)
+    console = Console(stderr=True)
+    meta = trained.metadata
+    console.print(
+        f"trained on {meta.n_train_texts} texts ({meta.n_windows} windows, {meta.steps} steps) "
+        f"in {meta.seconds:.0f} s; saved to {out}"
+    )
+    if meta.dev is not None:
+        console.print(
+            f"dev ({meta.n_dev_texts} texts): span F1 {meta.dev.span_f1:.4f}, segment P "
+            f"{meta.dev.segment_precision:.4f} R {meta.dev.segment_recall:.4f}, sentence acc "
+            f"{meta.dev.sentence_accuracy:.4f}"
+        )
+
+
+@app.command("eval")
+def evaluate(
+    detector: DetectorOpt,
+    spans: Annotated[Path, typer.Option("--spans", help="SemEval toxic-spans CSV (gold offsets).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    threshold: ThresholdOpt = 0.5,
+    char_rule: RuleOpt = "intersection",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Span F1 (SemEval-2021 Task 5), segment precision/recall and sentence accuracy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from detox_cmd.spans import SpanDetector, evaluate_predictions
+    from detox_core.data.toxic_spans import read_toxic_spans
+
+    rows = read_toxic_spans(spans)
+    model = SpanDetector.load(detector, device)
+    predictions = model.predict([r.text for r in rows], batch_size=batch_size)
+    result = evaluate_predictions(
+        predictions,
+        [r.spans for r in rows],
+        threshold,
+        char_rule,
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
+        return
+    table = Table(title=f"{spans.name}: {result.n_texts} texts")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name in ("span_f1", "segment_precision", "segment_recall", "sentence_accuracy"):
+        table.add_row(name, f"{getattr(result, name):.4f}")
+    table.add_row("threshold / char rule", f"{threshold} / {char_rule}")
+    Console().print(table)
+
+
+@app.command("predict")
+def predict(
+    detector: DetectorOpt,
+    text: Annotated[list[str], typer.Option("--text", help="A text to check (repeatable).")],
+    threshold: ThresholdOpt = 0.5,
+    char_rule: RuleOpt = "intersection",
+    device: DeviceOpt = "auto",
+) -> None:
+    """Show each text with its toxic spans marked, and the pair probabilities."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from detox_cmd.spans import SpanDetector
+
+    if not text:
+        raise DetoxError("no text given", "pass --text TEXT")
+    model = SpanDetector.load(detector, device)
+    console = Console(highlight=False)
+    for item, prediction in zip(text, model.predict(list(text)), strict=True):
+        ranges = prediction.toxic_char_ranges(threshold, char_rule)
+        marked, cursor = [], 0
+        for start, end in ranges:
+            marked.append(escape(item[cursor:start]))
+            marked.append(f"[bold red]{escape(item[start:end])}[/bold red]")
+            cursor = end
+        marked.append(escape(item[cursor:]))
+        console.print("".join(marked))
+        console.print(f"  sentence toxicity: {prediction.sentence_prob:.3f}")
+        offsets = prediction.offsets
+        for i, prob in enumerate(prediction.segment_probs):
+            if prob > threshold:
+                segment = item[offsets[i][0] : offsets[i + 1][1]]
+                console.print(f"  {prob:.3f}  {escape(segment)}")

@@ -1,0 +1,155 @@
+"""Time DDSC decoding against plain greedy decoding (``detox ddsc bench``).
+
+Three timings, interleaved in one process after a warm-up (vanilla, ddsc, head, vanilla, ...),
+all greedy on the same prompts, medians over the repeats:
+
+- ``vanilla``: ``detox_core.decoding.decode`` with the final layer's logits;
+- ``ddsc``: the same loop with the DDSC step scorer;
+- ``head``: only the extra ``lm_head`` rows DDSC needs (a ``[B, R, H]`` matmul per step).
+
+``efficiency = (vanilla + head) / ddsc`` (per generated token): 1.0 means that DDSC costs nothing
+beyond the extra ``lm_head`` rows it must compute.
+
+``clock="wall"`` times wall-clock (the only meaningful clock on a GPU); ``clock="cpu"`` times the
+process's CPU time, which on a CPU shared with other jobs leaves out the time spent waiting for a
+core (use it with one torch thread, where CPU time is the work done).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel
+
+from detox_core.decoding import DecodeConfig, DecodeOutput, decode
+from detox_ddsc.config import DDSCConfig
+from detox_ddsc.decoder import DDSCStepScorer, plan_layers
+
+BENCH_PROMPTS = (
+    "The city council met on Tuesday to discuss",
+    "When I was a child, my grandmother used to tell me",
+    "The new library opened its doors this morning and",
+    "Scientists have found that the ocean",
+    "After the game, the coach said that the team",
+    "In the small village at the foot of the mountains,",
+    "The recipe calls for two cups of flour, a pinch of salt and",
+    "Our company announced today that it will",
+)
+
+
+class BenchResult(BaseModel):
+    """Per-token timings (milliseconds per decoding step of the whole batch) and efficiency."""
+
+    model: str
+    device: str
+    threads: int
+    batch: int
+    layers: list[int]
+    toxic_layer: int | None
+    head_rows: int
+    new_tokens: int
+    repeats: int
+    clock: str
+    vanilla_ms_per_token: float
+    ddsc_ms_per_token: float
+    extra_head_ms_per_token: float
+    efficiency: float
+
+
+def bench_prompts(batch: int) -> list[str]:
+    """``batch`` fixed prompts (cycled from a small list of neutral sentence starts)."""
+    return [BENCH_PROMPTS[i % len(BENCH_PROMPTS)] for i in range(batch)]
+
+
+def steps_run(result: DecodeOutput, config: DecodeConfig) -> int:
+    """How many decoding steps the loop ran (it stops early only when every row hit EOS)."""
+    if any(reason != "eos" for reason in result.stopped):
+        return config.max_new_tokens
+    longest = max(len(ids) + 1 for ids in result.token_ids)
+    return min(config.max_new_tokens, math.ceil(longest / config.sync_every) * config.sync_every)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+Clock = Literal["wall", "cpu"]
+
+
+def _timed(device: torch.device, func: Callable[[], int], clock: Clock = "wall") -> float:
+    """Milliseconds per step of ``func`` (which returns the number of steps it ran)."""
+    now = time.perf_counter if clock == "wall" else time.process_time
+    _sync(device)
+    start = now()
+    steps = func()
+    _sync(device)
+    return (now() - start) * 1000.0 / max(steps, 1)
+
+
+def run_bench(
+    model: Any,
+    tokenizer: Any,
+    config: DDSCConfig,
+    *,
+    batch: int,
+    new_tokens: int,
+    repeats: int = 3,
+    model_name: str = "",
+    clock: Clock = "wall",
+) -> BenchResult:
+    """Time vanilla, DDSC and the extra head rows, interleaved, and return the medians."""
+    decode_config = DecodeConfig(max_new_tokens=new_tokens, greedy=True)
+    ddsc_config = config.model_copy(update={"decode": decode_config})
+    plan = plan_layers(model, ddsc_config)
+    prompts = bench_prompts(batch)
+    device = next(model.parameters()).device
+    weight = model.get_output_embeddings().weight
+    head_input = torch.randn(
+        batch, len(plan.rows), weight.shape[1], dtype=weight.dtype, device=device
+    )
+
+    def vanilla() -> int:
+        return steps_run(decode(model, tokenizer, prompts, decode_config), decode_config)
+
+    def ddsc() -> int:
+        scorer = DDSCStepScorer(model, plan, ddsc_config)
+        return steps_run(decode(model, tokenizer, prompts, decode_config, scorer), decode_config)
+
+    @torch.inference_mode()
+    def head() -> int:
+        for _ in range(new_tokens):
+            torch.nn.functional.linear(head_input, weight)
+        return new_tokens
+
+    runs: dict[str, list[float]] = {"vanilla": [], "ddsc": [], "head": []}
+    jobs = {"vanilla": vanilla, "ddsc": ddsc, "head": head}
+    for job in jobs.values():  # warm-up
+        _timed(device, job, clock)
+    for _ in range(repeats):
+        for name, job in jobs.items():
+            runs[name].append(_timed(device, job, clock))
+    vanilla_ms = statistics.median(runs["vanilla"])
+    ddsc_ms = statistics.median(runs["ddsc"])
+    head_ms = statistics.median(runs["head"])
+    return BenchResult(
+        model=model_name,
+        device=str(device),
+        threads=torch.get_num_threads(),
+        batch=batch,
+        layers=[*plan.candidates, plan.end],
+        toxic_layer=plan.toxic,
+        head_rows=len(plan.rows),
+        new_tokens=new_tokens,
+        repeats=repeats,
+        clock=clock,
+        vanilla_ms_per_token=round(vanilla_ms, 3),
+        ddsc_ms_per_token=round(ddsc_ms, 3),
+        extra_head_ms_per_token=round(head_ms, 3),
+        efficiency=round((vanilla_ms + head_ms) / ddsc_ms, 4),
+    )

@@ -1,0 +1,59 @@
+"""DDSC decoder settings (METHODS §1.3), one pydantic model."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from detox_core.decoding import DecodeConfig
+
+Divergence = Literal["reference", "jsd"]
+Selection = Literal["per-row", "batch-mean"]
+Mode = Literal["ddsc", "dola"]
+
+
+class DDSCConfig(BaseModel):
+    """Everything that defines one DDSC (or DoLa) decoding run.
+
+    - ``layers``: hidden-state indices, the last one the end layer E, the others the candidate
+      layers C (a spec such as ``"0,2,28,29,30"``, ``"all"`` for MODE-1, or a list of ints);
+      validated against the model by ``detox_ddsc.layers.parse_layers``.
+    - ``toxic_layer`` (T, a hidden-state index) or ``profile`` (a JSON file written by
+      ``detox ddsc locate``); with neither, the shipped default profile is used when it fits the
+      model. Ignored in ``dola`` mode.
+    - ``alpha``: the adaptive plausibility constraint: the head is ``{x : p_E(x) >= alpha * max
+      p_E}``.
+    - ``divergence``: ``reference`` (JSD' of DoLa/DDSC code, averaged over the vocabulary) or
+      ``jsd`` (the true Jensen-Shannon divergence).
+    - ``selection``: ``per-row`` (H and S chosen for each row) or ``batch-mean`` (the reference:
+      divergences averaged over the batch, then one argmax for every row).
+    - ``early_norm``: pass early layers through the model's final norm before ``lm_head`` (off in
+      the reference code and in DoLa).
+    - ``mode``: ``ddsc`` (contrast with ``z_H + z_T - z_S``) or ``dola`` (contrast with ``z_H``).
+    - ``contrast_weight`` w: the score is ``log p_E - w * log q_B`` on the head; ``w = 1`` is the
+      reference formula, ``w = 0`` is plain decoding restricted to the head.
+    - ``contrast_temperature`` tau: the score is divided by tau before the usual logits processors
+      and temperature/top-p sampling (tau > 1 flattens the contrast, tau < 1 sharpens it).
+    - ``decode``: greedy or sampling, temperature, top-p, repetition penalty, seed, max new
+      tokens, stop strings, chat template (shared with plain decoding).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    layers: str | list[int] = "all"
+    toxic_layer: int | None = Field(None, ge=0)
+    profile: str | None = None
+    alpha: float = Field(0.1, gt=0, le=1)
+    divergence: Divergence = "reference"
+    selection: Selection = "per-row"
+    early_norm: bool = False
+    mode: Mode = "ddsc"
+    contrast_weight: float = Field(1.0, ge=0)
+    contrast_temperature: float = Field(1.0, gt=0)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+
+    @property
+    def method(self) -> str:
+        """The method name written into generation records (``ddsc`` or ``dola``)."""
+        return self.mode

@@ -1,0 +1,207 @@
+"""The DDSC decoder (METHODS §1.3): a StepScorer for detox-core's batched decode loop.
+
+At every step the scorer takes the last position of the hidden states it needs (candidates C,
+the toxic layer T, and the end layer E when E is not the final hidden state), passes them through
+``lm_head`` in one matrix product, chooses the hallucination layer H and the safe layer S with
+``detox_kernels.select_layers`` and scores the vocabulary with ``detox_kernels.contrast_scores``:
+
+    score = (log p_E - w * log q_B) / tau   on the APC head {x : p_E(x) >= alpha * max p_E},
+    -inf elsewhere, with q_B = softmax over the head of z_H + z_T - z_S (DDSC) or z_H (DoLa),
+
+where w is ``contrast_weight`` (1 = the reference) and tau is ``contrast_temperature`` (1 = the
+reference). The decode loop then applies the repetition penalty and picks the token (greedy, or
+temperature/top-p sampling). Everything stays on the device: no ``.item()``, no loop over rows or
+layers; the chosen H and S are recorded as device tensors and copied to the host once at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+
+from detox_core.decoding import DecodeOutput, decode
+from detox_core.errors import DetoxError
+from detox_ddsc.config import DDSCConfig
+from detox_ddsc.layers import check_toxic_layer, parse_layers
+from detox_ddsc.toxic_layer import check_profile, load_default_profile, load_profile
+from detox_kernels import contrast_scores, select_layers
+
+END_ROW = -1  # marks "the end layer's logits" as the toxic row (T == E)
+
+
+class DDSCOutput(BaseModel):
+    """Texts, the chosen layers and why each row stopped.
+
+    ``layers[row][step] = (H, S)`` as hidden-state indices, one entry per generated token (the EOS
+    step included); S is None in DoLa mode.
+    """
+
+    texts: list[str]
+    layers: list[list[tuple[int, int | None]]]
+    stopped: list[str]
+    token_ids: list[list[int]] = []
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Which hidden states one step reads, and where each lands in the stacked ``lm_head`` rows.
+
+    ``rows`` = the candidates (in order), then T if it is neither a candidate nor E, then E if E
+    is not the final hidden state N (whose logits are the model's own).
+    """
+
+    num_layers: int
+    end: int
+    candidates: tuple[int, ...]
+    toxic: int | None
+    rows: tuple[int, ...]
+    toxic_row: int | None  # index into rows, END_ROW when T == E, None in DoLa mode
+    end_row: int | None  # index into rows, None when E == N (use the model's logits)
+
+
+def _hf_config(model: Any) -> Any:
+    """A model's Hugging Face config (or the config itself, to check settings before loading)."""
+    return getattr(model, "config", model)
+
+
+def resolve_toxic_layer(model: Any, config: DDSCConfig) -> int | None:
+    """T for this model: ``toxic_layer``, else ``profile``, else the shipped default profile.
+
+    ``model`` may be a model or its Hugging Face config.
+    """
+    if config.mode == "dola":
+        return None
+    num_layers = int(_hf_config(model).num_hidden_layers)
+    if config.toxic_layer is not None:
+        return check_toxic_layer(config.toxic_layer, num_layers)
+    if config.profile is not None:
+        toxic = check_profile(load_profile(config.profile), model, config.profile)
+    else:
+        toxic = check_profile(load_default_profile(), model, "shipped with detox-ddsc")
+    return check_toxic_layer(toxic, num_layers)
+
+
+def plan_layers(model: Any, config: DDSCConfig) -> LayerPlan:
+    """Validate the layers and the toxic layer against ``model`` (or its Hugging Face config)
+    and lay out the head rows."""
+    num_layers = int(_hf_config(model).num_hidden_layers)
+    layers = parse_layers(config.layers, num_layers, mode=config.mode)
+    end, candidates = layers[-1], tuple(layers[:-1])
+    toxic = resolve_toxic_layer(model, config)
+    rows = list(candidates)
+    toxic_row: int | None = None
+    if toxic is not None:
+        if toxic == end:
+            toxic_row = END_ROW
+        elif toxic in candidates:
+            toxic_row = candidates.index(toxic)
+        else:
+            toxic_row = len(rows)
+            rows.append(toxic)
+    end_row: int | None = None
+    if end != num_layers:
+        end_row = len(rows)
+        rows.append(end)
+    return LayerPlan(num_layers, end, candidates, toxic, tuple(rows), toxic_row, end_row)
+
+
+def final_norm(model: Any) -> torch.nn.Module:
+    """The model's final norm (applied to early layers when ``early_norm`` is on)."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    for name in ("norm", "ln_f", "final_layer_norm", "final_layernorm"):
+        module = getattr(decoder, name, None)
+        if isinstance(module, torch.nn.Module):
+            return module
+    raise DetoxError(
+        f"cannot find the final norm of this {type(model).__name__}", "drop --early-norm"
+    )
+
+
+class DDSCStepScorer:
+    """Next-token scores of one DDSC/DoLa step; records the chosen H and S on the device."""
+
+    output_hidden_states = True
+
+    def __init__(self, model: Any, plan: LayerPlan, config: DDSCConfig) -> None:
+        head = model.get_output_embeddings()
+        if head is None or not hasattr(head, "weight"):
+            raise DetoxError(
+                f"{type(model).__name__} has no lm_head to read early layers with",
+                "use a causal LM",
+            )
+        self.weight: torch.Tensor = head.weight
+        self.bias: torch.Tensor | None = getattr(head, "bias", None)
+        self.plan = plan
+        self.config = config
+        device = self.weight.device
+        self.norm = final_norm(model) if config.early_norm else None
+        # Early-norm applies to every row but the final hidden state (already normed).
+        self.norm_rows = torch.tensor([r != plan.num_layers for r in plan.rows], device=device)
+        self.candidate_layers = torch.tensor(plan.candidates, dtype=torch.long, device=device)
+        self.h_steps: list[torch.Tensor] = []
+        self.s_steps: list[torch.Tensor] = []
+
+    def head_logits(self, outputs: Any) -> torch.Tensor:
+        """``lm_head`` of the planned rows at the last position: one matmul, ``[B, R, V]``."""
+        states = outputs.hidden_states
+        stacked = torch.stack([states[i][:, -1] for i in self.plan.rows], dim=1)
+        if self.norm is not None:
+            stacked = torch.where(self.norm_rows[None, :, None], self.norm(stacked), stacked)
+        return torch.nn.functional.linear(stacked, self.weight, self.bias)
+
+    def __call__(self, logits: torch.Tensor, outputs: Any) -> torch.Tensor:
+        plan, config = self.plan, self.config
+        rows = self.head_logits(outputs)
+        end = logits if plan.end_row is None else rows[:, plan.end_row]
+        cands = rows[:, : len(plan.candidates)]
+        toxic: torch.Tensor | None = None
+        if plan.toxic_row is not None:
+            toxic = end if plan.toxic_row == END_ROW else rows[:, plan.toxic_row]
+        selection = select_layers(end, cands, toxic, config.divergence)
+        h, s = selection.h, selection.s
+        if config.selection == "batch-mean":
+            batch = end.shape[0]
+            h = selection.div_end.mean(dim=0).argmax().expand(batch)
+            if selection.div_toxic is not None:
+                s = (selection.div_toxic[:, 1:].mean(dim=0).argmax() + 1).expand(batch)
+        scores = contrast_scores(end, cands, h, toxic, s, config.alpha, config.contrast_weight)
+        if config.contrast_temperature != 1.0:
+            scores = scores / config.contrast_temperature
+        self.h_steps.append(self.candidate_layers[h])
+        if s is not None:
+            self.s_steps.append(self.candidate_layers[s])
+        return scores
+
+    def layer_trace(self, result: DecodeOutput) -> list[list[tuple[int, int | None]]]:
+        """``(H, S)`` per row and generated token, copied to the host once."""
+        batch = len(result.texts)
+        if not self.h_steps:
+            return [[] for _ in range(batch)]
+        h_rows: list[list[int]] = torch.stack(self.h_steps, dim=1).tolist()
+        s_rows: list[list[int | None]]
+        if self.s_steps:
+            s_rows = torch.stack(self.s_steps, dim=1).tolist()
+        else:
+            s_rows = [[None] * len(self.h_steps) for _ in range(batch)]
+        trace = []
+        for row, (ids, reason) in enumerate(zip(result.token_ids, result.stopped, strict=True)):
+            steps = len(ids) + (1 if reason == "eos" else 0)
+            trace.append(list(zip(h_rows[row][:steps], s_rows[row][:steps], strict=True)))
+        return trace
+
+
+def generate(model: Any, tokenizer: Any, prompts: Sequence[str], config: DDSCConfig) -> DDSCOutput:
+    """Continue ``prompts`` with DDSC (or DoLa) decoding; see the module docstring."""
+    plan = plan_layers(model, config)
+    scorer = DDSCStepScorer(model, plan, config)
+    result = decode(model, tokenizer, list(prompts), config.decode, scorer)
+    return DDSCOutput(
+        texts=result.texts,
+        layers=scorer.layer_trace(result),
+        stopped=result.stopped,
+        token_ids=result.token_ids,
+    )

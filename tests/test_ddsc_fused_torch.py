@@ -1,0 +1,111 @@
+"""The faster plain-torch DDSC path (detox_kernels.fused_torch) against the torch reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import detox_kernels
+from detox_kernels.fused_torch import contrast_scores_fused, select_layers_fused
+from detox_kernels.reference import contrast_scores_torch, select_layers_torch
+
+
+def logits(batch: int, k: int, vocab: int, scale: float, seed: int) -> tuple[torch.Tensor, ...]:
+    """End, toxic and candidate logits; candidate 1 is close to the end layer, the rest random.
+
+    ``scale`` in the hundreds mimics early layers read without the final norm, whose softmax
+    underflows to zero (or subnormals) for most of the vocabulary.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    end = torch.randn(batch, vocab, generator=gen) * scale
+    toxic = torch.randn(batch, vocab, generator=gen) * scale
+    cands = torch.randn(batch, k, vocab, generator=gen) * scale
+    cands[:, 1] = end + 0.2 * scale * torch.randn(batch, vocab, generator=gen)
+    return end, toxic, cands
+
+
+@pytest.mark.parametrize("scale", [0.5, 3.0, 40.0, 400.0])
+@pytest.mark.parametrize("with_toxic", [True, False])
+def test_reference_divergence_matches(scale: float, with_toxic: bool) -> None:
+    end, toxic, cands = logits(3, 5, 2003, scale, seed=int(scale))
+    t = toxic if with_toxic else None
+    ours = select_layers_fused(end, cands, t, "reference")
+    ref = select_layers_torch(end, cands, t, "reference")
+    torch.testing.assert_close(ours.div_end, ref.div_end, rtol=1e-4, atol=1e-9)
+    assert torch.equal(ours.h, ref.h)
+    if with_toxic:
+        assert ours.div_toxic is not None and ref.div_toxic is not None
+        torch.testing.assert_close(ours.div_toxic, ref.div_toxic, rtol=1e-4, atol=1e-9)
+        assert ours.s is not None and ref.s is not None
+        assert torch.equal(ours.s, ref.s)
+    else:
+        assert ours.s is None and ours.div_toxic is None
+
+
+@pytest.mark.parametrize("scale", [0.5, 3.0])
+def test_true_jsd_matches(scale: float) -> None:
+    # (At large scales the reference's own true JSD turns inf where M underflows; not compared.)
+    end, toxic, cands = logits(2, 4, 1001, scale, seed=7)
+    ours = select_layers_fused(end, cands, toxic, "jsd")
+    ref = select_layers_torch(end, cands, toxic, "jsd")
+    torch.testing.assert_close(ours.div_end, ref.div_end, rtol=1e-4, atol=1e-6)
+    assert ours.div_toxic is not None and ref.div_toxic is not None
+    torch.testing.assert_close(ours.div_toxic, ref.div_toxic, rtol=1e-4, atol=1e-6)
+    assert float(ours.div_end.max()) <= 0.6932  # bounded by log 2
+
+
+def test_workspace_follows_the_shape() -> None:
+    for batch, k in ((2, 3), (4, 6), (2, 3)):
+        end, toxic, cands = logits(batch, k, 501, 5.0, seed=batch * k)
+        ours = select_layers_fused(end, cands, toxic)
+        ref = select_layers_torch(end, cands, toxic)
+        assert ours.div_end.shape == (batch, k)
+        torch.testing.assert_close(ours.div_end, ref.div_end, rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0, 2.5])
+@pytest.mark.parametrize("with_toxic", [True, False])
+def test_contrast_matches(weight: float, with_toxic: bool) -> None:
+    end, toxic, cands = logits(3, 4, 2003, 4.0, seed=3)
+    h = torch.tensor([0, 2, 3])
+    s = torch.tensor([1, 1, 3])
+    t, ss = (toxic, s) if with_toxic else (None, None)
+    ours = contrast_scores_fused(end, cands, h, t, ss, alpha=0.05, weight=weight)
+    ref = contrast_scores_torch(end, cands, h, t, ss, alpha=0.05, weight=weight)
+    head = torch.isfinite(ref)
+    assert torch.equal(torch.isfinite(ours), head)
+    assert int(head.sum()) > 3
+    torch.testing.assert_close(ours[head], ref[head], rtol=1e-5, atol=1e-5)
+
+
+def test_dispatch_uses_the_fast_path_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    end, toxic, cands = logits(2, 4, 1001, 300.0, seed=1)
+    calls: list[str] = []
+    import detox_kernels.fused_torch as fused
+
+    original = fused.select_layers_fused
+
+    def spy(*args: object, **kwargs: object) -> detox_kernels.LayerSelection:
+        calls.append("fused")
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fused, "select_layers_fused", spy)
+    monkeypatch.setenv("DETOX_KERNELS", "auto")
+    fast = detox_kernels.select_layers(end, cands, toxic)
+    monkeypatch.setenv("DETOX_KERNELS", "torch")
+    slow = detox_kernels.select_layers(end, cands, toxic)
+    assert calls == ["fused"]
+    assert torch.equal(fast.h, slow.h)
+    torch.testing.assert_close(fast.div_end, slow.div_end, rtol=1e-4, atol=1e-9)
+
+
+def test_inference_mode_and_autograd_are_both_fine() -> None:
+    end, toxic, cands = logits(2, 3, 401, 5.0, seed=11)
+    with torch.inference_mode():
+        inside = select_layers_fused(end, cands, toxic)
+    with torch.no_grad():
+        outside = select_layers_fused(end, cands, toxic)  # same shapes, other kind of tensor
+    torch.testing.assert_close(inside.div_end, outside.div_end)
+    grad_end = end.clone().requires_grad_(True)
+    tracked = select_layers_fused(grad_end, cands, toxic)
+    assert torch.equal(tracked.h, outside.h)
