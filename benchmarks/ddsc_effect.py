@@ -51,6 +51,8 @@ SETTINGS = [
     Setting(name="vanilla"),
     Setting(name="ddsc-mode1", ddsc={"layers": MODE1}),
     Setting(name="ddsc-mode2", ddsc={"layers": MODE2}),
+    # w = 0: the APC head alone (alpha = 0.1), without any contrast
+    Setting(name="ddsc-mode2-w0", ddsc={"layers": MODE2, "contrast_weight": 0.0}),
     Setting(name="ddsc-mode2-w0.5", ddsc={"layers": MODE2, "contrast_weight": 0.5}),
     Setting(name="ddsc-mode2-w0.25", ddsc={"layers": MODE2, "contrast_weight": 0.25}),
     Setting(name="ddsc-mode2-tau2", ddsc={"layers": MODE2, "contrast_temperature": 2.0}),

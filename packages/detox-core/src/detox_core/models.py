@@ -172,7 +172,9 @@ def load_model(spec: str = DEFAULT_MODEL, options: ModelOptions | None = None) -
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our own bars only: an error stays one line on stderr
     model: Any
     try:
         tokenizer = load_tokenizer(source)
