@@ -174,7 +174,7 @@ def load_model(spec: str = DEFAULT_MODEL, options: ModelOptions | None = None) -
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # our own bars only: an error stays one line on stderr
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # keep errors one line
     model: Any
     try:
         tokenizer = load_tokenizer(source)
