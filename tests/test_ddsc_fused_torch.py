@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -24,6 +26,14 @@ def logits(batch: int, k: int, vocab: int, scale: float, seed: int) -> tuple[tor
     return end, toxic, cands
 
 
+# The true JSD is a difference of sums over the vocabulary in float32: the two paths agree to a
+# few ulps of log V (about 1e-6), which differs between CPUs and BLAS builds, so the tolerance is
+# set well above that rather than at it.
+JSD_ATOL = 5e-5
+# The reference divergence averages over V: its rounding is about 1e-6 * log V / V.
+REF_ATOL = 1e-5 / 500
+
+
 @pytest.mark.parametrize("scale", [0.5, 3.0, 40.0, 400.0])
 @pytest.mark.parametrize("with_toxic", [True, False])
 def test_reference_divergence_matches(scale: float, with_toxic: bool) -> None:
@@ -31,27 +41,49 @@ def test_reference_divergence_matches(scale: float, with_toxic: bool) -> None:
     t = toxic if with_toxic else None
     ours = select_layers_fused(end, cands, t, "reference")
     ref = select_layers_torch(end, cands, t, "reference")
-    torch.testing.assert_close(ours.div_end, ref.div_end, rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(ours.div_end, ref.div_end, rtol=1e-4, atol=REF_ATOL)
     assert torch.equal(ours.h, ref.h)
     if with_toxic:
         assert ours.div_toxic is not None and ref.div_toxic is not None
-        torch.testing.assert_close(ours.div_toxic, ref.div_toxic, rtol=1e-4, atol=1e-9)
+        torch.testing.assert_close(ours.div_toxic, ref.div_toxic, rtol=1e-4, atol=REF_ATOL)
         assert ours.s is not None and ref.s is not None
         assert torch.equal(ours.s, ref.s)
     else:
         assert ours.s is None and ours.div_toxic is None
 
 
-@pytest.mark.parametrize("scale", [0.5, 3.0])
+@pytest.mark.parametrize("scale", [0.5, 3.0, 40.0, 400.0])
 def test_true_jsd_matches(scale: float) -> None:
-    # (At large scales the reference's own true JSD turns inf where M underflows; not compared.)
     end, toxic, cands = logits(2, 4, 1001, scale, seed=7)
     ours = select_layers_fused(end, cands, toxic, "jsd")
     ref = select_layers_torch(end, cands, toxic, "jsd")
-    torch.testing.assert_close(ours.div_end, ref.div_end, rtol=1e-4, atol=1e-6)
     assert ours.div_toxic is not None and ref.div_toxic is not None
-    torch.testing.assert_close(ours.div_toxic, ref.div_toxic, rtol=1e-4, atol=1e-6)
-    assert float(ours.div_end.max()) <= 0.6932  # bounded by log 2
+    for divs in (ours.div_end, ref.div_end, ours.div_toxic, ref.div_toxic):
+        # finite and bounded by log 2 even where M underflows (peaked logits)
+        assert bool(torch.isfinite(divs).all())
+        assert float(divs.max()) <= math.log(2.0) + 1e-5
+        assert float(divs.min()) >= -1e-5
+    torch.testing.assert_close(ours.div_end, ref.div_end, rtol=1e-4, atol=JSD_ATOL)
+    torch.testing.assert_close(ours.div_toxic, ref.div_toxic, rtol=1e-4, atol=JSD_ATOL)
+    if scale >= 40.0:  # nearly disjoint peaked distributions: every divergence is about log 2
+        assert float(ref.div_toxic[:, 2:].min()) > 0.69
+    # The choices are near-ties here, so compare what they pick, not the indices.
+    assert ours.s is not None
+    rows = torch.arange(2)
+    picked = ref.div_toxic[rows, ours.s]
+    torch.testing.assert_close(picked, ref.div_toxic[:, 1:].amax(-1), rtol=0, atol=2 * JSD_ATOL)
+
+
+def test_true_jsd_of_disjoint_one_hot_rows_is_log_2() -> None:
+    end = torch.full((1, 8), -1e4)
+    end[0, 0] = 0.0
+    cands = torch.full((1, 2, 8), -1e4)
+    cands[0, 0, 0] = 0.0  # the same as end
+    cands[0, 1, 5] = 0.0  # disjoint from end
+    for path in (select_layers_torch, select_layers_fused):
+        div = path(end, cands, None, "jsd").div_end
+        assert float(div[0, 0]) == pytest.approx(0.0, abs=1e-6)
+        assert float(div[0, 1]) == pytest.approx(math.log(2.0), abs=1e-6)
 
 
 def test_workspace_follows_the_shape() -> None:
@@ -60,7 +92,7 @@ def test_workspace_follows_the_shape() -> None:
         ours = select_layers_fused(end, cands, toxic)
         ref = select_layers_torch(end, cands, toxic)
         assert ours.div_end.shape == (batch, k)
-        torch.testing.assert_close(ours.div_end, ref.div_end, rtol=1e-4, atol=1e-9)
+        torch.testing.assert_close(ours.div_end, ref.div_end, rtol=1e-4, atol=REF_ATOL)
 
 
 @pytest.mark.parametrize("weight", [0.0, 1.0, 2.5])
@@ -96,7 +128,7 @@ def test_dispatch_uses_the_fast_path_unless_told(monkeypatch: pytest.MonkeyPatch
     slow = detox_kernels.select_layers(end, cands, toxic)
     assert calls == ["fused"]
     assert torch.equal(fast.h, slow.h)
-    torch.testing.assert_close(fast.div_end, slow.div_end, rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(fast.div_end, slow.div_end, rtol=1e-4, atol=REF_ATOL)
 
 
 def test_inference_mode_and_autograd_are_both_fine() -> None:

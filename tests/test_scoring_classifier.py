@@ -111,7 +111,7 @@ def test_default_label_by_name_and_softmax(three_label_dir: Path) -> None:
     assert scorer.label_index == 2
     assert not scorer.sigmoid
     expected = torch.softmax(direct_logits(three_label_dir, TEXTS[0]), -1)[2].item()
-    assert scorer.score([TEXTS[0]])[0] == pytest.approx(expected, abs=1e-6)
+    assert scorer.score([TEXTS[0]])[0] == pytest.approx(expected, abs=1e-5)
     assert scorer.name == f"classifier:{three_label_dir.name}#Toxic"
     assert len(scorer.version) == 12
 
@@ -121,9 +121,9 @@ def test_label_by_name_or_index(three_label_dir: Path) -> None:
     by_index = ClassifierScorer(three_label_dir, "1", device="cpu")
     assert by_name.label_index == by_index.label_index == 1
     probs = torch.softmax(direct_logits(three_label_dir, TEXTS[1]), -1)
-    assert by_index.score([TEXTS[1]])[0] == pytest.approx(probs[1].item(), abs=1e-6)
+    assert by_index.score([TEXTS[1]])[0] == pytest.approx(probs[1].item(), abs=1e-5)
     first = ClassifierScorer(three_label_dir, "0", device="cpu").score([TEXTS[1]])[0]
-    assert first == pytest.approx(probs[0].item(), abs=1e-6)
+    assert first == pytest.approx(probs[0].item(), abs=1e-5)
     with pytest.raises(DetoxError, match="no label named"):
         ClassifierScorer(three_label_dir, "spam", device="cpu")
     with pytest.raises(DetoxError, match="out of range"):
@@ -145,7 +145,7 @@ def test_long_text_is_truncated_to_the_model_length(three_label_dir: Path) -> No
     long_score = scorer.score([" ".join(words)])[0]
     # [CLS] + 14 words + [SEP] fill the 16 positions: the rest is cut.
     prefix_score = scorer.score([" ".join(words[: MAX_POSITIONS - 2])])[0]
-    assert long_score == pytest.approx(prefix_score, abs=1e-6)
+    assert long_score == pytest.approx(prefix_score, abs=1e-5)
 
 
 def test_two_label_and_multi_label_defaults(tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_two_label_and_multi_label_defaults(tmp_path: Path) -> None:
     scorer = ClassifierScorer(multi, device="cpu")
     assert (scorer.label_index, scorer.sigmoid) == (1, True)
     expected = torch.sigmoid(direct_logits(multi, TEXTS[2])[1]).item()
-    assert scorer.score([TEXTS[2]])[0] == pytest.approx(expected, abs=1e-6)
+    assert scorer.score([TEXTS[2]])[0] == pytest.approx(expected, abs=1e-5)
     unclear = save_tiny_classifier(tmp_path / "unclear", ["a", "b", "c"])
     with pytest.raises(DetoxError, match="which of the 3 labels"):
         ClassifierScorer(unclear, device="cpu")

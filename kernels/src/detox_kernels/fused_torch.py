@@ -29,6 +29,7 @@ import torch
 from detox_kernels.reference import Divergence, LayerSelection, select_layers_torch
 
 TINY = torch.finfo(torch.float32).tiny  # smallest normal float32
+LOG_2 = math.log(2.0)
 EXP_FLOOR = -64.0  # exp(-64) = 1.6e-28
 
 
@@ -112,13 +113,19 @@ def select_layers_fused(
     half_q_scale = 0.5 / cand_total  # [B, K, 1]
     # P/2 (+ TINY, so that log M is finite and fast where P = Q = 0; its effect is nil)
     half_p = torch.mul(ref_e, 0.5 / ref_total).add_(TINY)  # [B, R, V]
+    if divergence == "jsd":  # log Q in place of the centred logits (no longer needed)
+        cand_log_q = cand_zc.sub_(cand_ls)
+        ref_log_p = ref_zc - ref_ls  # [B, R, V]
     divs = []
     for r in range(n_refs):
-        torch.addcmul(half_p[:, r : r + 1], cand_exp, half_q_scale, out=m)  # M = P/2 + Q/2
-        m_log_m = torch.log(m, out=scratch).mul_(m).sum(dim=-1)  # [B, K]
         if divergence == "jsd":
+            # log M = logaddexp(log P, log Q) - log 2: finite where M underflows to 0.
+            log_m = torch.logaddexp(ref_log_p[:, r : r + 1], cand_log_q, out=m).sub_(LOG_2)
+            m_log_m = torch.exp(log_m, out=scratch).mul_(log_m).sum(dim=-1)  # [B, K]
             div = 0.5 * (p_log_p[:, r] + q_log_q[..., 0]) - m_log_m
         else:
+            torch.addcmul(half_p[:, r : r + 1], cand_exp, half_q_scale, out=m)  # M = P/2 + Q/2
+            m_log_m = torch.log(m, out=scratch).mul_(m).sum(dim=-1)  # [B, K]
             m_log_p = 0.5 * (p_log_p[:, r] + q_log_ref[..., r])
             m_log_q = 0.5 * (ref_log_q[..., r] + q_log_q[..., 0])
             div = (m_log_m - 0.5 * (m_log_p + m_log_q)) / vocab

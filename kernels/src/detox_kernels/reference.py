@@ -35,16 +35,19 @@ def layer_divergence_torch(
 
     ``reference`` (DoLa/DDSC code): ``0.5 * (mean_V M (log M - log P) + mean_V M (log M - log Q))``
     with ``M = (P + Q) / 2``; this is KL(M||P) + KL(M||Q) averaged over the vocabulary.
-    ``jsd``: the true Jensen-Shannon divergence ``0.5 * (KL(P||M) + KL(Q||M))`` (summed, nats).
+    ``jsd``: the true Jensen-Shannon divergence ``0.5 * (KL(P||M) + KL(Q||M))`` (summed, nats),
+    with ``log M = logaddexp(log P, log Q) - log 2`` so that it stays finite (at most ``log 2``)
+    for peaked logits, where ``M`` itself underflows to 0.
     """
     log_p = torch.log_softmax(a.float(), dim=-1)
     log_q = torch.log_softmax(b.float(), dim=-1)
     p, q = log_p.exp(), log_q.exp()
-    m = 0.5 * (p + q)
-    log_m = torch.log(m)
     if divergence == "reference":
+        m = 0.5 * (p + q)
+        log_m = torch.log(m)
         return 0.5 * (_kl_terms(m, log_m, log_p).mean(-1) + _kl_terms(m, log_m, log_q).mean(-1))
     if divergence == "jsd":
+        log_m = torch.logaddexp(log_p, log_q) - math.log(2.0)
         return 0.5 * (_kl_terms(p, log_p, log_m).sum(-1) + _kl_terms(q, log_q, log_m).sum(-1))
     raise ValueError(f"unknown divergence {divergence!r}")
 

@@ -57,11 +57,15 @@ def _divergence_terms(
     lp: tl.tensor, p: tl.tensor, lq: tl.tensor, q: tl.tensor, JSD: tl.constexpr
 ) -> tl.tensor:
     """Per-entry terms of the divergence between P and Q (0 * log 0 = 0)."""
-    m = 0.5 * (p + q)
-    log_m = tl.log(m)
     if JSD:
+        # log M = logaddexp(lp, lq) - log 2, finite where M underflows to 0.
+        hi = tl.maximum(lp, lq)
+        lo = tl.minimum(lp, lq)
+        log_m = hi + tl.log(1.0 + tl.exp(lo - hi)) - 0.6931471805599453
         terms = tl.where(p > 0, p * (lp - log_m), 0.0) + tl.where(q > 0, q * (lq - log_m), 0.0)
     else:
+        m = 0.5 * (p + q)
+        log_m = tl.log(m)
         terms = tl.where(m > 0, m * (log_m - lp), 0.0) + tl.where(m > 0, m * (log_m - lq), 0.0)
     return terms
 
