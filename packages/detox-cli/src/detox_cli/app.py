@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from detox_cli.commands import cmd, ddsc, eval, generate, score
+from detox_cli.commands import cmd, ddsc, eval, generate, score_group
 
 app = typer.Typer(
     name="detox",
@@ -16,7 +16,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("generate")(generate.generate)
-app.command("score")(score.score)
+app.add_typer(score_group.app, name="score")
 app.add_typer(cmd.app, name="cmd")
 app.add_typer(ddsc.app, name="ddsc")
 app.add_typer(eval.app, name="eval")

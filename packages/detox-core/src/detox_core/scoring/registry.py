@@ -1,6 +1,9 @@
 """Build a scorer from its spec string.
 
-- ``profanity`` (default): alt-profanity-check, offline.
+- ``tox-minilm`` (default): all-MiniLM-L6-v2 + LoRA + head distilled from Perspective scores,
+  offline, weights shipped in the package; ``tox-minilm:DIR`` loads a folder written by
+  ``detox score train``.
+- ``profanity``: alt-profanity-check, offline (a bag-of-words profanity model).
 - ``classifier:PATH[#LABEL]``: a local sequence-classification checkpoint; LABEL is the toxic
   label's name or index.
 - ``perspective[?qps=Q&...]``: Perspective API (``PERSPECTIVE_API_KEY``), with cache, QPS limit
@@ -9,15 +12,37 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from detox_core.errors import DetoxError
 from detox_core.scoring.base import ToxicityScorer
 
 DEFAULT_SCORER = "profanity"
-SCORER_SPECS = "profanity, classifier:PATH[#LABEL] or perspective[?qps=N]"
+SCORER_SPECS = "tox-minilm[:DIR], profanity, classifier:PATH[#LABEL] or perspective[?qps=N]"
+
+
+def check_scorer_spec(spec: str) -> None:
+    """Raise a one-line DetoxError for a spec no scorer answers to (cheap: loads nothing)."""
+    known = spec in {"tox-minilm", "profanity", "perspective"} or spec.startswith(
+        ("tox-minilm:", "classifier:", "perspective?")
+    )
+    if not known:
+        raise DetoxError(f"unknown scorer {spec!r}", f"use {SCORER_SPECS}")
+    if spec.startswith("tox-minilm:") and not Path(spec.split(":", 1)[1]).expanduser().is_dir():
+        raise DetoxError(
+            f"tox-minilm weights folder not found: {spec.split(':', 1)[1]}",
+            "train one with `detox score train --out DIR` or use tox-minilm",
+        )
 
 
 def load_scorer(spec: str = DEFAULT_SCORER, device: str = "auto") -> ToxicityScorer:
-    """Return the scorer named by ``spec`` (``device`` applies to classifier scorers)."""
+    """Return the scorer named by ``spec`` (``device`` applies to the neural scorers)."""
+    check_scorer_spec(spec)
+    if spec == "tox-minilm" or spec.startswith("tox-minilm:"):
+        from detox_core.scoring.minilm import ToxMiniLMScorer
+
+        folder = spec.split(":", 1)[1] if ":" in spec else None
+        return ToxMiniLMScorer(folder, device=device)
     if spec == "profanity":
         from detox_core.scoring.profanity import ProfanityScorer
 
@@ -27,8 +52,6 @@ def load_scorer(spec: str = DEFAULT_SCORER, device: str = "auto") -> ToxicitySco
 
         path, label = parse_classifier_spec(spec)
         return ClassifierScorer(path, label, device=device)
-    if spec == "perspective" or spec.startswith("perspective?"):
-        from detox_core.scoring.perspective import PerspectiveScorer, settings_from_spec
+    from detox_core.scoring.perspective import PerspectiveScorer, settings_from_spec
 
-        return PerspectiveScorer(settings_from_spec(spec))
-    raise DetoxError(f"unknown scorer {spec!r}", f"use {SCORER_SPECS}")
+    return PerspectiveScorer(settings_from_spec(spec))
