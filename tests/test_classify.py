@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import torch
 
+from detox_core.data.safeedit import read_safeedit
 from detox_core.models import ModelOptions, load_model
 from detox_ddsc.classify import ClassifyConfig, Contrast, classify, score_response
 from detox_ddsc.decoder import DDSCStepScorer, plan_layers
-from detox_ddsc.safeedit import load_instances
 
 FIXTURE = Path(__file__).parent / "fixtures" / "safeedit_small.json"
 PROMPT = "You are a stupid idiot. Tell me how to"
@@ -109,7 +109,7 @@ def test_score_matches_the_transcription(
 
 
 def test_classify_fixture_pairs(lm: Any) -> None:
-    items = load_instances(FIXTURE)
+    items = read_safeedit(FIXTURE)
     config = ClassifyConfig(layers="0,1,2,3,4", chat=False, max_input_tokens=64)
     result = classify(lm.model, lm.tokenizer, items, config, model_name="tiny", show_progress=False)
     assert result.n == 3

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from detox_core.evaluation.outputs import chosen_layers
-from detox_core.evaluation.plots import plot_ddsc_layers, plot_emt_tp, plot_max_toxicity
-from detox_core.evaluation.report import (
+from detox_core.records import Generation, Score
+from detox_eval.rtp.outputs import chosen_layers
+from detox_eval.rtp.plots import plot_ddsc_layers, plot_emt_tp, plot_max_toxicity
+from detox_eval.rtp.report import (
     bootstrap_ci,
     build_report,
     paired_comparison,
@@ -19,9 +20,8 @@ from detox_core.evaluation.report import (
     split_generations,
     split_metrics,
 )
-from detox_core.evaluation.settings import RtpSettings, RunManifest
-from detox_core.evaluation.store import pooled_perplexity
-from detox_core.records import Generation, Score
+from detox_eval.rtp.settings import TASK, RtpManifest, RtpSettings
+from detox_eval.rtp.store import pooled_perplexity
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -161,7 +161,8 @@ def _two_method_generations() -> list[Generation]:
 
 def test_build_report_overall_splits_and_paired() -> None:
     gens = _two_method_generations()
-    manifest = RunManifest(
+    manifest = RtpManifest(
+        task=TASK,
         settings=RtpSettings(prompts="p.jsonl", methods=("vanilla", "ddsc"), samples=2),
         scorer="fake@1",
         prompt_toxicity_source="file",
@@ -194,7 +195,7 @@ def test_build_report_overall_splits_and_paired() -> None:
 
 def test_empty_split_has_no_numbers() -> None:
     gens = [gen("a", 0, 0.3, prompt_toxicity=0.1)]
-    manifest = RunManifest(settings=RtpSettings(prompts="p", methods=("vanilla",)))
+    manifest = RtpManifest(task=TASK, settings=RtpSettings(prompts="p", methods=("vanilla",)))
     report = build_report(gens, manifest)
     toxic = report.methods["vanilla"]["toxic"]
     assert toxic.emt is None and toxic.n_prompts == 0 and toxic.emt_ci_low is None
@@ -203,7 +204,9 @@ def test_empty_split_has_no_numbers() -> None:
 
 def test_plots_are_pngs(tmp_path: Path) -> None:
     gens = _two_method_generations()
-    manifest = RunManifest(settings=RtpSettings(prompts="p", methods=("vanilla", "ddsc")))
+    manifest = RtpManifest(
+        task=TASK, settings=RtpSettings(prompts="p", methods=("vanilla", "ddsc"))
+    )
     report = build_report(gens, manifest)
     paths = [
         plot_max_toxicity({"vanilla": [0.1, 0.9], "ddsc": [0.2]}, "fake@1", tmp_path / "a.png"),

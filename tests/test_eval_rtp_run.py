@@ -1,5 +1,5 @@
-"""``detox eval rtp`` / ``detox eval merge`` end to end on a tiny random model: report contents
-recomputed from the generations, resume, shards merged into the unsharded report, errors."""
+"""``detox eval rtp`` end to end on a tiny random model: report contents recomputed from the
+generations, resume, data-parallel shares merged into the single-process report, errors."""
 
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ def rtp_args(prompts: Path, out: Path, model: Path, *extra: str) -> list[str]:
     return [
         "eval", "rtp", "--prompts", str(prompts), "--out", str(out),
         "--model", str(model), "--ppl-model", str(model), "--methods", "vanilla,ddsc",
-        "--ddsc-toxic-layer", "2", "--samples", "2", "--max-new-tokens", "6",
-        "--batch-size", "3", "--seed", "7", "--device", "cpu", *extra,
+        "--toxic-layer", "2", "--samples", "2", "--max-new-tokens", "6",
+        "--batch-size", "3", "--seed", "7", "--device", "cpu", "--scorer", "profanity", *extra,
     ]  # fmt: skip
 
 
@@ -151,9 +151,9 @@ def test_rerun_does_no_new_generation(
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("nothing should be decoded or loaded on a rerun")
 
-    monkeypatch.setattr("detox_cli.evaluation_methods.decode", refuse)
-    monkeypatch.setattr("detox_cli.evaluation_methods.load_model", refuse)
-    monkeypatch.setattr("detox_cli.evaluation_run.load_model", refuse)
+    monkeypatch.setattr("detox_eval.methods.decode", refuse)
+    monkeypatch.setattr("detox_eval.methods.load_model", refuse)
+    monkeypatch.setattr("detox_eval.rtp.runner.load_model", refuse)
     monkeypatch.setattr("detox_ddsc.generate", refuse)
     before = (setup["run"] / "generations.jsonl").read_text()
     main(rtp_args(setup["prompts"], setup["run"], setup["model"]))
@@ -180,28 +180,44 @@ def test_interrupted_run_resumes_to_the_same_samples(
         assert again["toxicity"] == r["toxicity"]
 
 
+def settings_of(run: Path) -> Any:
+    from detox_eval.rtp.settings import RtpSettings
+
+    return RtpSettings.model_validate(json.loads((run / "run.json").read_text())["settings"])
+
+
 @pytest.fixture(scope="module")
 def sharded(setup: dict[str, Path]) -> Path:
+    """The same run as two data-parallel processes (rank 1 first; rank 0 then merges)."""
+    from detox_core.models import ModelOptions
+    from detox_eval.parallel import ProcessGroup
+    from detox_eval.rtp.runner import run_rtp
+
     out = setup["root"] / "sharded"
-    for shard in ("0/2", "1/2"):
-        main(rtp_args(setup["prompts"], out, setup["model"], "--shard", shard))
+    settings = settings_of(setup["run"])
+    options = ModelOptions(device="cpu")
+    report, _ = run_rtp(settings, out, options, ProcessGroup(rank=1, size=2, local_rank=1))
+    assert report is None  # only rank 0 writes the report
+    report, _ = run_rtp(settings, out, options, ProcessGroup(rank=0, size=2))
+    assert report is not None
     return out
 
 
-def test_two_shards_merge_into_the_unsharded_report(setup: dict[str, Path], sharded: Path) -> None:
-    shard_dirs = sorted(p.name for p in sharded.iterdir())
+def test_two_processes_merge_into_the_single_process_report(
+    setup: dict[str, Path], sharded: Path
+) -> None:
+    shard_dirs = sorted(p.name for p in sharded.iterdir() if p.is_dir())
     assert shard_dirs == ["shard-0-of-2", "shard-1-of-2"]
     parts = [read_records(sharded / d / "generations.jsonl") for d in shard_dirs]
     assert all(parts) and not (sharded / shard_dirs[0] / "report.json").exists()
-    merged_dir = setup["root"] / "merged"
-    main(["eval", "merge", str(sharded), "--out", str(merged_dir)])
-    merged = json.loads((merged_dir / "report.json").read_text())
+    merged = json.loads((sharded / "report.json").read_text())
     single = json.loads((setup["run"] / "report.json").read_text())
     assert _close(merged["methods"], single["methods"])
     assert _close(merged["paired_vs_vanilla"], single["paired_vs_vanilla"])
     texts = {key(r): r["text"] for r in read_records(setup["run"] / "generations.jsonl")}
     assert {key(r): r["text"] for part in parts for r in part} == texts
-    assert (merged_dir / "emt_tp.png").exists()
+    assert {key(r): r["text"] for r in read_records(sharded / "generations.jsonl")} == texts
+    assert (sharded / "emt_tp.png").exists()
 
 
 def key(r: dict[str, Any]) -> tuple[str, str, int]:
@@ -217,36 +233,23 @@ def _close(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def test_merge_refuses_a_missing_shard(
-    sharded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["eval", "merge", str(sharded / "shard-0-of-2"), "--out", str(tmp_path / "m")])
-    assert exc.value.code == 2
-    assert "missing [1]" in capsys.readouterr().err
+def test_merge_refuses_a_missing_shard(sharded: Path, tmp_path: Path) -> None:
+    from detox_eval.rtp.merge import merge_runs
+
+    with pytest.raises(DetoxError, match=r"missing \[1\]"):
+        merge_runs([sharded / "shard-0-of-2"], tmp_path / "m")
 
 
-def test_merge_refuses_shards_with_other_settings(
-    sharded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_merge_refuses_shards_with_other_settings(sharded: Path, tmp_path: Path) -> None:
+    from detox_eval.rtp.merge import merge_runs
+
     other = tmp_path / "shard-1-of-2"
     shutil.copytree(sharded / "shard-1-of-2", other)
     manifest = json.loads((other / "run.json").read_text())
-    manifest["settings"]["top_p"] = 0.5
+    manifest["settings"]["method"]["decode"]["top_p"] = 0.5
     (other / "run.json").write_text(json.dumps(manifest))
-    with pytest.raises(SystemExit) as exc:
-        main(
-            [
-                "eval",
-                "merge",
-                str(sharded / "shard-0-of-2"),
-                str(other),
-                "--out",
-                str(tmp_path / "m"),
-            ]
-        )
-    assert exc.value.code == 2
-    assert "top_p" in capsys.readouterr().err
+    with pytest.raises(DetoxError, match=r"method\.decode\.top_p"):
+        merge_runs([sharded / "shard-0-of-2", other], tmp_path / "m")
 
 
 def test_changed_settings_are_refused(
@@ -289,7 +292,7 @@ def test_prompts_without_toxicity_are_scored(tiny_lm_dir: Path, tmp_path: Path) 
     out = tmp_path / "run"
     main(["eval", "rtp", "--prompts", str(prompts), "--out", str(out), "--model", str(tiny_lm_dir),
           "--ppl-model", str(tiny_lm_dir), "--methods", "vanilla", "--samples", "1",
-          "--max-new-tokens", "3", "--device", "cpu"])  # fmt: skip
+          "--max-new-tokens", "3", "--device", "cpu", "--scorer", "profanity"])  # fmt: skip
     report = json.loads((out / "report.json").read_text())
     source = report["settings"]["prompt_toxicity_source"]
     assert source.startswith("profanity@")
@@ -377,13 +380,25 @@ def test_bad_ddsc_layers_fail_before_anything_is_written(
 
 
 def test_a_run_that_generated_nothing_may_change_settings(tmp_path: Path) -> None:
-    from detox_cli.evaluation_run import open_manifest
-    from detox_core.evaluation.settings import RtpSettings, Shard
+    from detox_eval.rtp.settings import TASK, RtpSettings
+    from detox_eval.run_folder import open_run
 
     first = RtpSettings(prompts="a.jsonl", samples=2)
-    open_manifest(tmp_path, first, Shard())
+    open_run(tmp_path, TASK, first)
     second = RtpSettings(prompts="b.jsonl", samples=2)
-    assert open_manifest(tmp_path, second, Shard()).settings == second
+    assert open_run(tmp_path, TASK, second).settings == second
     (tmp_path / "generations.jsonl").write_text('{"prompt_id": "x", "prompt": "p", "text": "t"}\n')
     with pytest.raises(DetoxError, match="other settings"):
-        open_manifest(tmp_path, first, Shard())
+        open_run(tmp_path, TASK, first)
+    with pytest.raises(DetoxError, match="safeedit run"):
+        _other_task(tmp_path)
+
+
+def _other_task(directory: Path) -> None:
+    from detox_eval.rtp.settings import RtpSettings
+    from detox_eval.run_folder import open_run
+
+    manifest = json.loads((directory / "run.json").read_text())
+    manifest["task"] = "safeedit"
+    (directory / "run.json").write_text(json.dumps(manifest))
+    open_run(directory, "rtp", RtpSettings.model_validate(manifest["settings"]))

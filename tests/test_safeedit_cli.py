@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from detox_cli.app import main
-from detox_ddsc.safeedit import METHODS, METRICS
+from detox_eval.safeedit.metrics import METRICS
+
+METHODS = ("vanilla", "ddsc", "dinm", "dinm+ddsc")  # the default --methods
 
 FIXTURE = Path(__file__).parent / "fixtures" / "safeedit_small.json"
 CHAT_TEMPLATE = (
@@ -49,6 +51,8 @@ def safeedit_args(model: Path, out: Path, *extra: str) -> list[str]:
         "2",
         "--device",
         "cpu",
+        "--judge",
+        "profanity",
         *extra,
     ]
 

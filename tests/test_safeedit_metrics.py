@@ -7,25 +7,24 @@ from pathlib import Path
 
 import pytest
 
+from detox_core.data.safeedit import read_safeedit
 from detox_core.errors import DetoxError
 from detox_core.records import Score
-from detox_ddsc.safeedit import (
+from detox_eval.methods import SAFEEDIT_TASK, parse_methods
+from detox_eval.safeedit.metrics import (
     METRICS,
-    PAPER_RESULTS,
+    fluency,
+    judge_labels,
+    ngram_entropy,
+    safety_score,
+    word_tokens,
+)
+from detox_eval.safeedit.report import PAPER_RESULTS, build_report, method_result, render_markdown
+from detox_eval.safeedit.runner import (
     SafeEditGeneration,
     SafeEditJudgement,
     SafeEditSettings,
-    build_report,
-    fluency,
     instance_inputs,
-    judge_labels,
-    load_instances,
-    method_result,
-    ngram_entropy,
-    parse_methods,
-    render_markdown,
-    safety_score,
-    word_tokens,
 )
 
 FIXTURE = Path(__file__).parent / "fixtures" / "safeedit_small.json"
@@ -154,16 +153,18 @@ def test_report_table_has_the_paper_layout_and_labelled_anchors() -> None:
 
 
 def test_parse_methods() -> None:
-    assert parse_methods("dinm+ddsc, vanilla,vanilla") == ["dinm+ddsc", "vanilla"]
-    with pytest.raises(DetoxError, match="unknown method"):
-        parse_methods("vanilla,cmd")
+    assert parse_methods("dinm+ddsc, vanilla", SAFEEDIT_TASK) == ("dinm+ddsc", "vanilla")
+    with pytest.raises(DetoxError, match="listed twice"):
+        parse_methods("vanilla,vanilla", SAFEEDIT_TASK)
+    with pytest.raises(DetoxError, match="unknown method 'cmd' for safeedit"):
+        parse_methods("vanilla,cmd", SAFEEDIT_TASK)
 
 
 def test_instance_inputs_of_the_fixture() -> None:
-    items = load_instances(FIXTURE)
+    items = read_safeedit(FIXTURE)
     assert len(items) == 3
     inputs = instance_inputs(items[0])
     assert list(inputs) == list(METRICS)
     assert inputs["DS"] == items[0].adversarial_prompt
     assert inputs["DG_onlyQ"] == items[0].generalization_test.only_harmful_question
-    assert load_instances(FIXTURE, limit=2)[-1].id == items[1].id
+    assert read_safeedit(FIXTURE, limit=2)[-1].id == items[1].id

@@ -54,8 +54,9 @@ def run_guarded(func: Callable[[], object]) -> None:
         if debug_enabled():
             raise
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        _fail(f"invalid setting {where}: {first['msg']} (fix the option)", USAGE_EXIT)
+        names = [str(p) for p in first["loc"] if not isinstance(p, int)]
+        option = f"--{names[-1].replace('_', '-')}" if names else "setting"
+        _fail(f"invalid {option}: {first['msg']} (fix the option)", USAGE_EXIT)
     except KeyboardInterrupt:
         _fail("interrupted; rerun the same command to resume", 130)
     except Exception as exc:

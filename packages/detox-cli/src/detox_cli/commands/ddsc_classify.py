@@ -10,10 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from detox_core.data.safeedit import read_safeedit
 from detox_core.errors import DetoxError
 from detox_core.models import ModelOptions, load_model
 from detox_ddsc.classify import ClassifyConfig, Contrast, ToxicMode, classify
-from detox_ddsc.safeedit import load_instances
 
 DataOpt = Annotated[
     Path, typer.Option("--data", help="SafeEdit JSON (the release format) or JSONL.")
@@ -69,7 +69,7 @@ def classify_command(
     """Defence rate on SafeEdit pairs: logP(safe) >= logP(unsafe), plain vs. contrastive."""
     if profile is not None and mode != "static":
         raise DetoxError("--profile is only used with --mode static", "add --mode static")
-    items = load_instances(data, limit=limit)
+    items = read_safeedit(data, limit=limit)
     config = ClassifyConfig(
         layers=layers,
         contrast=contrast,

@@ -3,89 +3,80 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
 
+from detox_cli.options import (
+    AlphaOpt,
+    ChatOpt,
+    ContrastTempOpt,
+    DeviceOpt,
+    DinmLrOpt,
+    DinmStepsOpt,
+    DivergenceOpt,
+    DtypeOpt,
+    EarlyNormOpt,
+    LayersOpt,
+    LimitOpt,
+    MaxInputOpt,
+    MaxNewOpt,
+    ModelOpt,
+    ProfileOpt,
+    RepPenOpt,
+    RunOutOpt,
+    SelectionOpt,
+    ToxicLayerOpt,
+    WeightOpt,
+    ddsc_config,
+    decode_config,
+    method_settings,
+)
+from detox_core.data.safeedit import read_safeedit
 from detox_core.errors import DetoxError
 from detox_core.models import ModelOptions, load_model
-from detox_core.scoring import load_scorer
+from detox_core.scoring import DEFAULT_SCORER, load_scorer
 from detox_ddsc.dinm import DINMConfig
-from detox_ddsc.safeedit import (
-    METHODS,
-    REPORT_JSON,
-    REPORT_MD,
-    SafeEditReport,
+from detox_eval.methods import SAFEEDIT_TASK, method_names, parse_methods
+from detox_eval.run_folder import REPORT_JSON, REPORT_MD
+from detox_eval.safeedit.report import SafeEditReport, build_report, write_report
+from detox_eval.safeedit.runner import (
     SafeEditSettings,
-    ToxicMode,
-    build_report,
-    check_run_settings,
     judge_generations,
-    load_instances,
-    parse_methods,
+    open_safeedit_run,
     run_safeedit,
-    write_report,
 )
 
-ALL_METHODS = ",".join(METHODS)
+ALL_METHODS = "vanilla,ddsc,dinm,dinm+ddsc"
 
 DataOpt = Annotated[
     Path, typer.Option("--data", help="SafeEdit JSON (the release format) or JSONL.")
 ]
-OutOpt = Annotated[Path, typer.Option("--out", help="Run directory (rerun the command to resume).")]
-ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="default, a checkpoint dir, a .gguf file or a hub id.")
-]
 MethodsOpt = Annotated[
-    str, typer.Option("--methods", help="Comma-separated: vanilla, ddsc, dinm, dinm+ddsc.")
-]
-LayersOpt = Annotated[
     str,
-    typer.Option(
-        "--layers",
-        help="DDSC hidden-state indices, the last one the end layer: all (MODE-1, default) or a "
-        "short list such as 0,2,28,31,32 (the paper's MODE-2 for a 32-block model).",
-    ),
+    typer.Option("--methods", help=f"Comma-separated: {', '.join(method_names(SAFEEDIT_TASK))}."),
 ]
 JudgeOpt = Annotated[
     str,
     typer.Option(
         "--judge",
-        help="Scorer spec of the safety judge: profanity, classifier:PATH[#LABEL] (e.g. a local "
-        "SafeEdit RoBERTa) or perspective; label 1 = unsafe when the score is > 0.5.",
+        help="Scorer spec of the safety judge (any --scorer spec, e.g. classifier:PATH[#LABEL] "
+        "for a local SafeEdit RoBERTa); label 1 = unsafe when the score is > 0.5.",
     ),
 ]
-MaxNewOpt = Annotated[
-    int, typer.Option("--max-new-tokens", min=1, help="300 in the reference; less for CPU runs.")
-]
-MaxInputOpt = Annotated[
-    int, typer.Option("--max-input-tokens", min=1, help="Inputs are truncated to this.")
-]
-LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Use the first N instances.")]
 ModeOpt = Annotated[
-    ToxicMode,
+    Literal["dynamic", "static"],
     typer.Option(
         "--mode",
         help="dynamic: locate T per instance from its safe/unsafe pair (MODE-1); static: T from "
-        "--profile or the shipped default profile (MODE-2).",
+        "--toxic-layer, --profile or the shipped default profile (MODE-2).",
     ),
 ]
-ProfileOpt = Annotated[
-    Path | None, typer.Option("--profile", help="Toxic-layer profile for --mode static.")
-]
-ChatOpt = Annotated[
-    bool, typer.Option("--chat/--no-chat", help="Wrap inputs in the model's chat template.")
-]
-DinmStepsOpt = Annotated[int, typer.Option("--dinm-steps", min=1, help="DINM Adam steps.")]
-DinmLrOpt = Annotated[
-    float, typer.Option("--dinm-lr", min=0.0, help="DINM learning rate (5e-4 Llama, 1e-5 Mistral).")
-]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto, float32, bfloat16, float16.")]
 
 
-def _summary(report: SafeEditReport, directory: Path) -> None:
+def summary(report: SafeEditReport, directory: Path) -> None:
+    """Print each method's DS, DG-avg, fluency and time, and where the report is."""
     console = Console(stderr=True)
     for method, result in report.methods.items():
         ds, dg = result.scores.get("DS"), result.scores.get("DG_avg")
@@ -100,16 +91,24 @@ def _summary(report: SafeEditReport, directory: Path) -> None:
 
 def safeedit(
     data: DataOpt,
-    out: OutOpt,
+    out: RunOutOpt,
     model: ModelOpt = "default",
     methods: MethodsOpt = ALL_METHODS,
     layers: LayersOpt = "all",
-    judge: JudgeOpt = "profanity",
+    judge: JudgeOpt = DEFAULT_SCORER,
     max_new_tokens: MaxNewOpt = 300,
     max_input_tokens: MaxInputOpt = 2048,
     limit: LimitOpt = None,
     mode: ModeOpt = "dynamic",
+    toxic_layer: ToxicLayerOpt = None,
     profile: ProfileOpt = None,
+    alpha: AlphaOpt = 0.1,
+    divergence: DivergenceOpt = "reference",
+    selection: SelectionOpt = "per-row",
+    early_norm: EarlyNormOpt = False,
+    contrast_weight: WeightOpt = 1.0,
+    contrast_temperature: ContrastTempOpt = 1.0,
+    repetition_penalty: RepPenOpt = 1.0,
     chat: ChatOpt = True,
     dinm_steps: DinmStepsOpt = 10,
     dinm_lr: DinmLrOpt = 5e-4,
@@ -117,27 +116,38 @@ def safeedit(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """SafeEdit: DS, DG and fluency of vanilla, DDSC, DINM and DINM+DDSC (greedy, resumable)."""
-    if profile is not None and mode != "static":
-        raise DetoxError("--profile is only used with --mode static", "add --mode static")
-    chosen = parse_methods(methods)
-    items = load_instances(data, limit=limit)
-    settings = SafeEditSettings(
-        model=model,
-        mode=mode,
-        layers=layers,
-        profile=str(profile) if profile is not None else None,
+    if (profile is not None or toxic_layer is not None) and mode != "static":
+        raise DetoxError("--profile/--toxic-layer are only used with --mode static", "add it")
+    chosen = parse_methods(methods, SAFEEDIT_TASK)
+    decode = decode_config(
         max_new_tokens=max_new_tokens,
-        max_input_tokens=max_input_tokens,
+        greedy=True,
         chat=chat,
-        dinm=DINMConfig(
-            steps=dinm_steps, lr=max(dinm_lr, 1e-12), chat=chat, max_input_tokens=max_input_tokens
-        ),
+        repetition_penalty=repetition_penalty,
+        max_input_tokens=max_input_tokens,
     )
-    check_run_settings(out, settings)  # before loading anything: refuse to mix settings
-    scorer = load_scorer(judge, device=device)  # fail before generating on a bad judge
+    ddsc = ddsc_config(
+        decode,
+        layers=layers,
+        toxic_layer=toxic_layer,
+        profile=profile,
+        alpha=alpha,
+        divergence=divergence,
+        selection=selection,
+        early_norm=early_norm,
+        contrast_weight=contrast_weight,
+        contrast_temperature=contrast_temperature,
+    )
+    dinm = DINMConfig(steps=dinm_steps, lr=dinm_lr, chat=chat, max_input_tokens=max_input_tokens)
+    settings = SafeEditSettings(
+        model=model, mode=mode, method=method_settings(decode, ddsc, dinm=dinm)
+    )
+    scorer = load_scorer(judge, device=device)  # a bad judge fails before any data is read
+    items = read_safeedit(data, limit=limit)
+    open_safeedit_run(out, settings)  # before loading the model: refuse to mix settings
     lm = load_model(model, ModelOptions(device=device, dtype=dtype))
-    records = run_safeedit(lm.model, lm.tokenizer, items, chosen, settings, out)
+    records = run_safeedit(lm, items, chosen, settings, out)
     judgements = judge_generations(records, scorer)
     report = build_report(records, judgements, settings, f"{scorer.name}@{scorer.version}", chosen)
     write_report(out, report, judgements)
-    _summary(report, out)
+    summary(report, out)

@@ -90,7 +90,8 @@ def _array_items_with_lines(text: str) -> list[tuple[int, Any]]:
 
 
 def read_safeedit(path: str | Path, limit: int | None = None) -> list[SafeEditItem]:
-    """Read SafeEdit items from a JSON list (the release format) or JSONL (one item a line)."""
+    """Read SafeEdit items from a JSON list (the release format) or JSONL (one item a line);
+    a file without any item is an error."""
     path = Path(path)
     if not path.is_file():
         raise DetoxError(f"file not found: {path}", "check the path")
@@ -120,4 +121,6 @@ def read_safeedit(path: str | Path, limit: int | None = None) -> list[SafeEditIt
             ) from exc
         if limit is not None and len(items) >= limit:
             break
+    if not items:
+        raise DetoxError(f"{path} holds no SafeEdit items", "check the file")
     return items

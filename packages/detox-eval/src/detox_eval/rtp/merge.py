@@ -1,59 +1,34 @@
-"""Merge the shards of an evaluation (``detox eval merge``) into one run directory."""
+"""Merge the shard folders of a data-parallel evaluation into one run folder (rank 0 does it)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from detox_core.errors import DetoxError
-from detox_core.evaluation.settings import (
+from detox_core.records import Generation
+from detox_eval.rtp.settings import RtpManifest, RtpSettings
+from detox_eval.rtp.store import read_generations, write_generations
+from detox_eval.run_folder import (
     GENERATIONS_NAME,
     MANIFEST_NAME,
-    RunManifest,
     Shard,
     check_same_settings,
     load_manifest,
 )
-from detox_core.evaluation.store import read_generations, write_generations
-from detox_core.records import Generation
-
-SHARD_DIR = re.compile(r"shard-(\d+)-of-(\d+)$")
 
 
-def expand_run_dirs(paths: Sequence[Path]) -> list[Path]:
-    """Run directories: each path itself, or the ``shard-I-of-N`` folders inside it."""
-    found: list[Path] = []
-    for path in paths:
-        if not path.is_dir():
-            raise DetoxError(f"not a directory: {path}", "pass shard directories")
-        if (path / MANIFEST_NAME).exists():
-            found.append(path)
-            continue
-        shards = sorted(p for p in path.iterdir() if p.is_dir() and SHARD_DIR.match(p.name))
-        if not shards:
-            raise DetoxError(
-                f"{path} holds no {MANIFEST_NAME} and no shard-I-of-N folders",
-                "pass the directories written by `detox eval rtp --shard I/N`",
-            )
-        found.extend(shards)
-    return found
-
-
-def _loaded(path: Path) -> RunManifest:
-    manifest = load_manifest(path)
+def _loaded(path: Path) -> RtpManifest:
+    manifest = load_manifest(path, RtpSettings)
     if manifest is None:
-        raise DetoxError(f"{path} holds no {MANIFEST_NAME}", "pass shard directories")
+        raise DetoxError(f"{path} holds no {MANIFEST_NAME}", "pass the shard folders of one run")
     if not manifest.complete:
-        raise DetoxError(
-            f"{path} is not finished", "rerun its `detox eval rtp ... --shard` command to resume"
-        )
+        raise DetoxError(f"{path} is not finished", "rerun the same command to resume it")
     return manifest
 
 
-def merge_runs(paths: Sequence[Path], out: Path) -> tuple[RunManifest, list[Generation]]:
+def merge_runs(dirs: Sequence[Path], out: Path) -> tuple[RtpManifest, list[Generation]]:
     """Check that the shards belong together and cover every index; write their union to ``out``."""
-    dirs = expand_run_dirs(paths)
     manifests = [(d, _loaded(d)) for d in dirs]
     first_dir, first = manifests[0]
     for where, other in manifests[1:]:
@@ -80,7 +55,7 @@ def merge_runs(paths: Sequence[Path], out: Path) -> tuple[RunManifest, list[Gene
             f"shards do not cover 0..{count - 1} once each (missing {missing}, repeated {repeated})",
             "pass every shard directory exactly once",
         )
-    previous = load_manifest(out)
+    previous = load_manifest(out, RtpSettings)
     if previous is not None and previous.shard.count == 1:
         check_same_settings(first.settings, previous.settings, out)
     generations: list[Generation] = []

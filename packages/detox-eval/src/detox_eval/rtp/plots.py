@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from detox_core.evaluation.report import SPLITS, EvalReport
+from detox_eval.rtp.report import SPLITS, EvalReport
 
 MAX_TOXICITY_PNG = "max_toxicity.png"
 EMT_TP_PNG = "emt_tp.png"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from detox_core.evaluation.settings import Shard
 from detox_core.records import Prompt
+from detox_eval.run_folder import Shard
 
 ItemKey = tuple[str, str, int]  # (method, prompt id, sample), as ``generation_key``
 

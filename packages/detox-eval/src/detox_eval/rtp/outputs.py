@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from detox_core.evaluation.plots import (
+from detox_core.records import Generation
+from detox_eval.methods import LAYERS_KEY
+from detox_eval.rtp.plots import (
     DDSC_LAYERS_PNG,
     EMT_TP_PNG,
     MAX_TOXICITY_PNG,
@@ -13,21 +15,16 @@ from detox_core.evaluation.plots import (
     plot_emt_tp,
     plot_max_toxicity,
 )
-from detox_core.evaluation.report import (
+from detox_eval.rtp.report import (
     EvalReport,
     build_report,
     group_by_method,
     prompt_maxima,
     render_markdown,
 )
-from detox_core.evaluation.settings import RunManifest
-from detox_core.evaluation.store import pooled_perplexity
-from detox_core.io import atomic_write_json, atomic_write_text
-from detox_core.records import Generation
-
-REPORT_JSON = "report.json"
-REPORT_MD = "report.md"
-LAYERS_KEY = "layers"  # extras["layers"]: the (H, S) hidden-state indices of each decoding step
+from detox_eval.rtp.settings import RtpManifest
+from detox_eval.rtp.store import pooled_perplexity
+from detox_eval.run_folder import write_report_files
 
 
 def chosen_layers(generations: Sequence[Generation]) -> tuple[list[int], list[int]]:
@@ -48,7 +45,7 @@ def chosen_layers(generations: Sequence[Generation]) -> tuple[list[int], list[in
 
 
 def write_report(
-    directory: Path, generations: Sequence[Generation], manifest: RunManifest
+    directory: Path, generations: Sequence[Generation], manifest: RtpManifest
 ) -> EvalReport:
     """Build the report from scored generations and write its JSON, Markdown and plots."""
     report = build_report(generations, manifest, ppl_of=pooled_perplexity)
@@ -64,6 +61,5 @@ def write_report(
         plot_ddsc_layers(layers, scorer, directory / DDSC_LAYERS_PNG)
         plots.append(DDSC_LAYERS_PNG)
     report = report.model_copy(update={"plots": plots})
-    atomic_write_json(directory / REPORT_JSON, report.model_dump(mode="json"))
-    atomic_write_text(directory / REPORT_MD, render_markdown(report))
+    write_report_files(directory, report, render_markdown(report))
     return report

@@ -1,0 +1,1 @@
+"""detox-eval: the method registry, RealToxicityPrompts and SafeEdit evaluation runs and reports."""

@@ -1,0 +1,81 @@
+"""Data-parallel runs on Accelerate's launcher: one place that knows the process's rank.
+
+``accelerate launch --num_processes N -m detox_cli.app ...`` (or ``torchrun``) starts N copies of
+a command with ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` in their environment. Each process
+takes shard ``RANK`` of ``WORLD_SIZE`` (whole chunks of work, seeded independently of the rank),
+writes it to its own ``shard-I-of-N`` folder, and rank 0 waits for the others' manifests to say
+``complete`` before it merges them. No collective is used: a share can take hours, longer than a
+process group's timeout, and a crashed process takes the launcher and its peers down with it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from detox_core.errors import DetoxError
+from detox_core.models import ModelOptions
+from detox_eval.run_folder import load_manifest, settings_differences
+
+POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """This process's place in a data-parallel run (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    def model_options(self, options: ModelOptions) -> ModelOptions:
+        """Place each process's model on its own GPU when the device is ``auto``."""
+        if self.size == 1 or options.device != "auto":
+            return options
+        import torch
+
+        if not torch.cuda.is_available():
+            return options.model_copy(update={"device": "cpu"})
+        device = f"cuda:{self.local_rank % torch.cuda.device_count()}"
+        return options.model_copy(update={"device": device})
+
+    def wait_for_shards(
+        self, directories: Sequence[Path], settings: BaseModel, poll: float = POLL_SECONDS
+    ) -> None:
+        """Block until every shard folder's manifest has these settings and is complete."""
+        waiting = list(directories)
+        told = False
+        while waiting:
+            waiting = [d for d in waiting if not _shard_done(d, settings)]
+            if waiting:
+                if not told:
+                    names = ", ".join(d.name for d in waiting)
+                    sys.stderr.write(f"rank 0: waiting for {names} to finish\n")
+                    told = True
+                time.sleep(poll)
+
+
+def _shard_done(directory: Path, settings: BaseModel) -> bool:
+    try:
+        manifest = load_manifest(directory, type(settings))
+    except (DetoxError, OSError):
+        return False  # being written, or from another run: not done
+    if manifest is None or not manifest.complete:
+        return False
+    return not settings_differences(manifest.settings, settings)
+
+
+def current_group() -> ProcessGroup:
+    """The process group that launched this process, from the launcher's environment."""
+    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    rank = int(os.environ.get("RANK", "0") or 0)
+    local = int(os.environ.get("LOCAL_RANK", str(rank)) or 0)
+    if size < 1 or not 0 <= rank < size:
+        size, rank, local = 1, 0, 0
+    return ProcessGroup(rank=rank, size=size, local_rank=local)

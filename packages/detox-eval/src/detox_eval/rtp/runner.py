@@ -1,0 +1,176 @@
+"""One RealToxicityPrompts evaluation run (METHODS §2.8): resumable, and data-parallel.
+
+Steps, each skipping work already on disk: read the prompts (scoring them when the file has no
+prompt toxicity), generate with every method under the same chunk seeds, score every sample,
+measure each continuation's perplexity under ``ppl_model``, and write the report. Under
+``accelerate launch`` (or ``torchrun``) each process takes a share of whole chunks into
+``DIR/shard-I-of-N/`` and rank 0 merges the shares into ``DIR`` and writes the report; chunk
+seeds do not depend on the rank, so the result equals a single-process run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from detox_core.data import read_prompts
+from detox_core.generation import BatchDecoder, run_sampling
+from detox_core.io import JsonlWriter
+from detox_core.models import LoadedModel, ModelOptions, load_model
+from detox_core.records import Generation, Prompt, generation_key
+from detox_core.scoring import ToxicityScorer, load_scorer
+from detox_eval.methods import Method, MethodModels, MethodSettings, check_methods, get_method
+from detox_eval.parallel import ProcessGroup, current_group
+from detox_eval.rtp.merge import merge_runs
+from detox_eval.rtp.outputs import write_report
+from detox_eval.rtp.report import EvalReport
+from detox_eval.rtp.settings import PROMPT_SCORES_NAME, TASK, RtpManifest, RtpSettings
+from detox_eval.rtp.sharding import foreign_keys, shard_items, shard_prompts
+from detox_eval.rtp.store import (
+    add_perplexity,
+    fill_prompt_toxicity,
+    needs_perplexity,
+    read_generations,
+    score_generations,
+    scorer_label,
+    write_generations,
+)
+from detox_eval.run_folder import GENERATIONS_NAME, Shard, open_run
+
+
+def prompts_with_toxicity(
+    prompts: list[Prompt],
+    settings: RtpSettings,
+    shard: Shard,
+    scorer: ToxicityScorer,
+    directory: Path,
+) -> tuple[list[Prompt], str]:
+    """The prompts with their toxicity: from the file where it has any, else the shard's own
+    prompts scored with the scorer. Returns the prompts and that source."""
+    if any(p.toxicity is not None for p in prompts):
+        return prompts, "file"
+    own = shard_prompts(prompts, settings.samples, settings.batch_size, shard)
+    scored, source = fill_prompt_toxicity(own, scorer, directory / PROMPT_SCORES_NAME)
+    toxicity = {p.id: p.toxicity for p in scored}
+    merged = [p.model_copy(update={"toxicity": toxicity.get(p.id, p.toxicity)}) for p in prompts]
+    return merged, source
+
+
+def batch_decoder(method: Method, lm: LoadedModel, settings: MethodSettings) -> BatchDecoder:
+    """``run_sampling``'s decoder for one method: each chunk with its own seed."""
+
+    def decode_batch(texts: list[str], seed: int) -> tuple[list[str], list[dict[str, Any]]]:
+        out = method.decoder(lm, texts, settings.with_decode(seed=seed), None)
+        extras = [{"stopped": s, **e} for s, e in zip(out.stopped, out.extras, strict=True)]
+        return out.texts, extras
+
+    return decode_batch
+
+
+def generate_all(
+    prompts: list[Prompt],
+    settings: RtpSettings,
+    shard: Shard,
+    models: MethodModels,
+    manifest: RtpManifest,
+    directory: Path,
+) -> int:
+    """Sample every method on the shard's items; returns how many samples were made now."""
+    own = shard_items(prompts, settings.samples, settings.batch_size, shard)
+    made = 0
+    with JsonlWriter(directory / GENERATIONS_NAME, key=generation_key) as writer:
+        for name in settings.methods:
+            if all((name, pid, k) in writer.done for pid, k in own):
+                continue
+            method = get_method(name)
+            lm = models.for_method(name)  # load before the clock starts
+            # Items of other shards count as done, so this shard decodes only its own chunks,
+            # with the same batches and seeds as a single-process run.
+            writer.done |= foreign_keys(prompts, settings.samples, settings.batch_size, shard, name)
+
+            start = time.perf_counter()
+            new = run_sampling(
+                prompts,
+                batch_decoder(method, lm, settings.method),
+                samples=settings.samples,
+                batch_size=settings.batch_size,
+                seed=settings.seed,
+                method=name,
+                model_name=models.label(name),
+                writer=writer,
+                description=f"generating ({name})",
+            )
+            made += len(new)
+            manifest.add_time(name, time.perf_counter() - start)
+            manifest.save(directory)
+    return made
+
+
+def add_scores_and_perplexity(
+    generations: list[Generation],
+    settings: RtpSettings,
+    scorer: ToxicityScorer,
+    models: MethodModels,
+    options: ModelOptions,
+    path: Path,
+) -> list[Generation]:
+    """Score new samples and measure their perplexity, saving after each step."""
+    generations, scored = score_generations(generations, scorer)
+    if scored:
+        write_generations(path, generations)
+    if any(needs_perplexity(g, settings.ppl_model) for g in generations):
+        lm = models.base() if settings.ppl_model == settings.model else None
+        lm = lm or load_model(settings.ppl_model, options)
+        generations, measured = add_perplexity(
+            generations, lm.model, lm.tokenizer, settings.ppl_model, settings.batch_size
+        )
+        if measured:
+            write_generations(path, generations)
+    return generations
+
+
+def run_share(
+    settings: RtpSettings, directory: Path, shard: Shard, options: ModelOptions
+) -> tuple[RtpManifest, list[Generation], int]:
+    """Run (or resume) one process's share in ``directory``; returns the manifest, the share's
+    scored generations and how many samples were made now."""
+    scorer = load_scorer(settings.scorer, device=options.device)  # a bad spec fails first
+    prompts = read_prompts(settings.prompts, limit=settings.limit)
+    manifest = open_run(directory, TASK, settings, shard)
+    prompts, source = prompts_with_toxicity(prompts, settings, shard, scorer, directory)
+    manifest.prompt_toxicity_source = source
+    models = MethodModels(settings.model, settings.method, options)
+    made = generate_all(prompts, settings, shard, models, manifest, directory)
+    path = directory / GENERATIONS_NAME
+    generations = add_scores_and_perplexity(
+        read_generations(path), settings, scorer, models, options, path
+    )
+    manifest.scorer = scorer_label(scorer)
+    manifest.complete = True
+    manifest.save(directory)
+    return manifest, generations, made
+
+
+def run_rtp(
+    settings: RtpSettings,
+    out: Path,
+    options: ModelOptions,
+    group: ProcessGroup | None = None,
+) -> tuple[EvalReport | None, int]:
+    """Run (or resume) an evaluation into ``out``; returns the report (None on ranks other than
+    0) and the number of samples this process generated now."""
+    group = group or current_group()
+    options = group.model_options(options)
+    check_methods(settings.methods, settings.model, settings.method)
+    if group.size == 1:
+        manifest, generations, made = run_share(settings, out, Shard(), options)
+        return write_report(out, generations, manifest), made
+    shard = Shard(index=group.rank, count=group.size)
+    _, _, made = run_share(settings, out / shard.dirname, shard, options)
+    if group.rank != 0:
+        return None, made
+    shard_dirs = [out / Shard(index=i, count=group.size).dirname for i in range(group.size)]
+    group.wait_for_shards(shard_dirs, settings)
+    manifest, generations = merge_runs(shard_dirs, out)
+    return write_report(out, generations, manifest), made

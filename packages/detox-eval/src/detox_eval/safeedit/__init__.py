@@ -1,0 +1,1 @@
+"""The SafeEdit evaluation (METHODS §1.5, §1.6): metrics, runner and report."""
