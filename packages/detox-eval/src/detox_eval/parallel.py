@@ -1,7 +1,10 @@
 """Data-parallel runs on Accelerate's launcher: one place that knows the process's rank.
 
-``accelerate launch --num_processes N -m detox_cli.app ...`` (or ``torchrun``) starts N copies of
-a command with ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` in their environment. Each process
+``accelerate launch --num_processes N -m detox_cli.app ...`` (on GPUs; on a CPU-only machine
+``--multi_gpu`` selects the same torchrun launcher) or ``torchrun`` starts N copies of a command
+with ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` in their environment. (accelerate 1.x's
+``--cpu`` launcher starts a single process unless it is given an MPI hostfile; that process then
+runs the whole evaluation itself.) Each process
 takes shard ``RANK`` of ``WORLD_SIZE`` (whole chunks of work, seeded independently of the rank),
 writes it to its own ``shard-I-of-N`` folder, and rank 0 waits for the others' manifests to say
 ``complete`` before it merges them. No collective is used: a share can take hours, longer than a
@@ -71,11 +74,26 @@ def _shard_done(directory: Path, settings: BaseModel) -> bool:
     return not settings_differences(manifest.settings, settings)
 
 
+# Rank and size as torchrun (``accelerate launch --multi_gpu``, also on a CPU) and MPI launchers
+# (``accelerate launch --cpu --mpirun_hostfile ...``) export them, first match wins.
+RANK_VARS = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+LOCAL_RANK_VARS = ("LOCAL_RANK", "MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK")
+
+
+def _first_int(names: Sequence[str]) -> int | None:
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return None
+
+
 def current_group() -> ProcessGroup:
     """The process group that launched this process, from the launcher's environment."""
-    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    rank = int(os.environ.get("RANK", "0") or 0)
-    local = int(os.environ.get("LOCAL_RANK", str(rank)) or 0)
-    if size < 1 or not 0 <= rank < size:
-        size, rank, local = 1, 0, 0
-    return ProcessGroup(rank=rank, size=size, local_rank=local)
+    size = _first_int(SIZE_VARS) or 1
+    rank = _first_int(RANK_VARS) or 0
+    local = _first_int(LOCAL_RANK_VARS)
+    if not 0 <= rank < size:
+        return ProcessGroup()
+    return ProcessGroup(rank=rank, size=size, local_rank=rank if local is None else local)
