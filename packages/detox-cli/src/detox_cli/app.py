@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -15,6 +16,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _global_options(
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="CPU threads for torch (default: OMP_NUM_THREADS, else 1 on machines with two "
+            "cores or fewer, else one per physical core).",
+        ),
+    ] = None,
+) -> None:
+    """Settings for every command, applied before it runs."""
+    from detox_core.runtime import configure_threads
+
+    configure_threads(threads)
+
+
 app.command("generate")(generate.generate)
 app.add_typer(score_group.app, name="score")
 app.add_typer(cmd.app, name="cmd")
