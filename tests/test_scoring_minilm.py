@@ -175,3 +175,33 @@ def test_shipped_weights_judge_obvious_texts() -> None:
     scores = scorer.score(toxic + neutral)
     assert all(s is not None and s > 0.5 for s in scores[:3]), scores
     assert all(s is not None and s < 0.2 for s in scores[3:]), scores
+
+
+def test_same_seed_gives_the_same_weights(
+    tiny_rtp: Path, tiny_encoder: Path, trained: Path, tmp_path: Path
+) -> None:
+    train_scorer(tiny_config(tiny_rtp, tiny_encoder), tmp_path / "again", log=lambda _: None)
+    for name in (HEAD_FILE, "adapter_model.safetensors"):
+        assert (tmp_path / "again" / name).read_bytes() == (trained / name).read_bytes()
+
+
+def test_train_command_on_a_tiny_slice(
+    tiny_rtp: Path, tiny_encoder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import typer
+
+    from detox_cli.commands import score_group
+
+    app = typer.Typer()
+    app.add_typer(score_group.app, name="score")
+    out = tmp_path / "cli"
+    args = ["score", "train", "--out", str(out), "--rtp", str(tiny_rtp), "--encoder"]
+    args += [str(tiny_encoder), "--limit", "30", "--epochs", "3", "--lr", "5e-3"]
+    args += ["--head-lr", "1e-2", "--batch-size", "8", "--max-length", "32"]
+    typer.main.get_command(app).main(args=args, prog_name="detox", standalone_mode=False)
+    record = json.loads((out / "training.json").read_text(encoding="utf-8"))
+    losses = [e["loss"] for e in record["result"]["epochs"]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert record["result"]["n_dev"] == 12  # 6 of the 30 records
+    assert "weights in" in capsys.readouterr().err
+    assert load_scorer(f"tox-minilm:{out}", device="cpu").score(["you fool"])[0] is not None
