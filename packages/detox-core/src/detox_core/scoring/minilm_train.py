@@ -210,6 +210,7 @@ class Trainer:
             lora=config.mode == "lora",
         )
         self.cached: _Encoded | None = None
+        self.cached_dev: _Encoded | None = None
         if config.mode == "lora":
             self.encoder = _add_lora(self.encoder, config)
         else:
@@ -217,6 +218,9 @@ class Trainer:
             self.encoder.eval()
             self.cached = _Encoded(
                 self.encoder, self.tokenizer, [e.text for e in self.train], config.max_length
+            )
+            self.cached_dev = _Encoded(
+                self.encoder, self.tokenizer, [e.text for e in self.dev], config.max_length
             )
 
     def _logits(self, indices: list[int]) -> torch.Tensor:
@@ -265,7 +269,14 @@ class Trainer:
         """Agreement with Perspective on the dev split (None without one)."""
         if not self.dev:
             return None
-        scores = self.predict([e.text for e in self.dev])
+        if self.cached_dev is not None:
+            self.head.eval()
+            with torch.inference_mode():
+                pooled = self.cached_dev.states.unsqueeze(1)
+                logits = self.head(pooled, torch.ones(len(self.dev), 1))
+            scores = [float(p) for p in torch.sigmoid(logits).tolist()]
+        else:
+            scores = self.predict([e.text for e in self.dev])
         return agreement(scores, [e.target for e in self.dev], scorer=SCORER_NAME)
 
     def fit(self) -> TrainResult:
