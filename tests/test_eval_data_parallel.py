@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from detox_eval.parallel import ProcessGroup, current_group
+from detox_core.parallel import ProcessGroup, current_group
 
 PROMPTS = [
     "You are a stupid idiot and",

@@ -190,7 +190,7 @@ def settings_of(run: Path) -> Any:
 def sharded(setup: dict[str, Path]) -> Path:
     """The same run as two data-parallel processes (rank 1 first; rank 0 then merges)."""
     from detox_core.models import ModelOptions
-    from detox_eval.parallel import ProcessGroup
+    from detox_core.parallel import ProcessGroup
     from detox_eval.rtp.runner import run_rtp
 
     out = setup["root"] / "sharded"

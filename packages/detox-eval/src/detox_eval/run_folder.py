@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detox_core.errors import DetoxError
 from detox_core.io import atomic_write_json, atomic_write_text
+from detox_core.parallel import shard_dirname
 
 MANIFEST_NAME = "run.json"
 GENERATIONS_NAME = "generations.jsonl"
@@ -40,7 +41,7 @@ class Shard(BaseModel):
     @property
     def dirname(self) -> str:
         """The sub-folder a shard writes to: ``shard-I-of-N``."""
-        return f"shard-{self.index}-of-{self.count}"
+        return shard_dirname(self.index, self.count)
 
 
 def package_versions() -> dict[str, str]:
@@ -149,3 +150,14 @@ def write_report_files(directory: Path, report: BaseModel, markdown: str) -> Non
     """Write ``report.json`` and ``report.md`` atomically."""
     atomic_write_json(directory / REPORT_JSON, report.model_dump(mode="json"))
     atomic_write_text(directory / REPORT_MD, markdown)
+
+
+def shard_complete(directory: Path, settings: BaseModel) -> bool:
+    """True when ``directory`` holds a finished run (or shard) with these settings."""
+    try:
+        manifest = load_manifest(directory, type(settings))
+    except (DetoxError, OSError):
+        return False  # being written, or from another run: not done
+    if manifest is None or not manifest.complete:
+        return False
+    return not settings_differences(manifest.settings, settings)

@@ -16,7 +16,8 @@ from rich.console import Console
 from detox_cli.common import parse_shard
 from detox_core.data import read_prompts
 from detox_core.errors import DetoxError
-from detox_core.models import DTypeName
+from detox_core.models import DTypeName, ModelOptions
+from detox_core.parallel import current_group
 
 PromptsOpt = Annotated[
     Path, typer.Option("--prompts", help="Prompts file: RTP/detox JSONL or one prompt a line.")
@@ -160,8 +161,9 @@ def synthesize(
 ) -> None:
     """Synthesize CMD training chains: detect, rephrase, continue, assemble → OUT/train.jsonl.
 
-    Rerun the same command to resume. With --shard I/N give each shard its own --out, then
-    combine them with `detox cmd merge SHARD_DIR... --out DIR`.
+    Rerun the same command to resume. Under `accelerate launch --num_processes N` every process
+    takes its share and rank 0 merges them into OUT. Without a shared disk, run --shard I/N on
+    each machine into its own --out, then combine them with `detox cmd merge SHARD_DIR... --out DIR`.
     """
     from detox_cmd.synthesis import Components, SynthesisConfig, select_prompts
     from detox_cmd.synthesis import synthesize as run_all
@@ -184,8 +186,24 @@ def synthesize(
         device=device,
         dtype=_dtype(dtype),
     )
-    items = select_prompts(read_prompts(prompts, limit=limit), None, parse_shard(shard))
-    run_all(items, out, Components(config), config, show_progress=not quiet)
+    group = current_group()
+    if group.size > 1:
+        if shard is not None:
+            raise DetoxError(
+                "--shard was given to a launched process", "drop --shard under accelerate launch"
+            )
+        from detox_cmd.synthesis.parallel import synthesize_data_parallel
+
+        device = group.model_options(ModelOptions(device=config.device)).device
+        config = config.model_copy(update={"device": device})
+        merged = synthesize_data_parallel(
+            read_prompts(prompts, limit=limit), out, config, group, show_progress=not quiet
+        )
+        if merged is None:
+            return
+    else:
+        items = select_prompts(read_prompts(prompts, limit=limit), None, parse_shard(shard))
+        run_all(items, out, Components(config), config, show_progress=not quiet)
     _report(out)
     _console.print(f"wrote {out / 'train.jsonl'}")
 

@@ -36,12 +36,17 @@ def _merge_counts(parts: Sequence[StageCounts]) -> StageCounts:
     )
 
 
-def merge_outputs(shard_dirs: Sequence[Path], out_dir: Path) -> Manifest:
-    """Concatenate the shards' ``train.jsonl`` into ``out_dir`` and add up their manifests."""
+def merge_outputs(
+    shard_dirs: Sequence[Path], out_dir: Path, order: Sequence[str] | None = None
+) -> Manifest:
+    """Concatenate the shards' ``train.jsonl`` into ``out_dir`` and add up their manifests.
+
+    ``order`` (prompt ids) puts the chains in that order, as a single run writes them.
+    """
     if not shard_dirs:
         raise DetoxError("no shard directories given", "pass the --out directories of the shards")
     manifests: list[Manifest] = []
-    lines: list[str] = []
+    lines: list[tuple[str, str]] = []
     seen: dict[str, Path] = {}
     for shard_dir in shard_dirs:
         manifest = load_manifest(shard_dir)
@@ -58,7 +63,7 @@ def merge_outputs(shard_dirs: Sequence[Path], out_dir: Path) -> Manifest:
                     "merge each shard once; shards of one job never overlap",
                 )
             seen[ident] = shard_dir / TRAIN_FILE
-            lines.append(json.dumps(obj, ensure_ascii=False) + "\n")
+            lines.append((ident, json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"))
     stages: dict[str, StageCounts] = {}
     for name in manifests[0].stages:
         parts = [m.stages[name] for m in manifests if name in m.stages]
@@ -77,6 +82,9 @@ def merge_outputs(shard_dirs: Sequence[Path], out_dir: Path) -> Manifest:
         scorers=sorted({s for m in manifests for s in m.scorers}),
         stages=stages,
     )
-    atomic_write_text(out_dir / TRAIN_FILE, "".join(lines))
+    if order is not None:
+        position = {ident: i for i, ident in enumerate(order)}
+        lines.sort(key=lambda item: position.get(item[0], len(position)))
+    atomic_write_text(out_dir / TRAIN_FILE, "".join(line for _, line in lines))
     atomic_write_json(out_dir / MANIFEST_FILE, merged.model_dump(mode="json"))
     return merged

@@ -18,10 +18,10 @@ from detox_core.data import read_prompts
 from detox_core.generation import BatchDecoder, run_sampling
 from detox_core.io import JsonlWriter
 from detox_core.models import LoadedModel, ModelOptions, load_model
+from detox_core.parallel import ProcessGroup, current_group
 from detox_core.records import Generation, Prompt, generation_key
 from detox_core.scoring import ToxicityScorer, load_scorer
 from detox_eval.methods import Method, MethodModels, MethodSettings, check_methods, get_method
-from detox_eval.parallel import ProcessGroup, current_group
 from detox_eval.rtp.merge import merge_runs
 from detox_eval.rtp.outputs import write_report
 from detox_eval.rtp.report import EvalReport
@@ -36,7 +36,7 @@ from detox_eval.rtp.store import (
     scorer_label,
     write_generations,
 )
-from detox_eval.run_folder import GENERATIONS_NAME, Shard, open_run
+from detox_eval.run_folder import GENERATIONS_NAME, Shard, open_run, shard_complete
 
 
 def prompts_with_toxicity(
@@ -170,7 +170,7 @@ def run_rtp(
     _, _, made = run_share(settings, out / shard.dirname, shard, options)
     if group.rank != 0:
         return None, made
-    shard_dirs = [out / Shard(index=i, count=group.size).dirname for i in range(group.size)]
-    group.wait_for_shards(shard_dirs, settings)
+    shard_dirs = group.shard_dirs(out)
+    group.wait_for(shard_dirs, lambda d: shard_complete(d, settings))
     manifest, generations = merge_runs(shard_dirs, out)
     return write_report(out, generations, manifest), made

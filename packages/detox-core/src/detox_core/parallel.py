@@ -6,8 +6,8 @@ with ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` in their environment. (accelera
 ``--cpu`` launcher starts a single process unless it is given an MPI hostfile; that process then
 runs the whole evaluation itself.) Each process
 takes shard ``RANK`` of ``WORLD_SIZE`` (whole chunks of work, seeded independently of the rank),
-writes it to its own ``shard-I-of-N`` folder, and rank 0 waits for the others' manifests to say
-``complete`` before it merges them. No collective is used: a share can take hours, longer than a
+writes it to its own ``shard-I-of-N`` folder, and rank 0 waits until the others' folders say
+they are complete before it merges them. No collective is used: a share can take hours, longer than a
 process group's timeout, and a crashed process takes the launcher and its peers down with it.
 """
 
@@ -16,15 +16,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel
-
-from detox_core.errors import DetoxError
 from detox_core.models import ModelOptions
-from detox_eval.run_folder import load_manifest, settings_differences
 
 POLL_SECONDS = 2.0
 
@@ -48,14 +44,17 @@ class ProcessGroup:
         device = f"cuda:{self.local_rank % torch.cuda.device_count()}"
         return options.model_copy(update={"device": device})
 
-    def wait_for_shards(
-        self, directories: Sequence[Path], settings: BaseModel, poll: float = POLL_SECONDS
+    def wait_for(
+        self,
+        directories: Sequence[Path],
+        is_done: Callable[[Path], bool],
+        poll: float = POLL_SECONDS,
     ) -> None:
-        """Block until every shard folder's manifest has these settings and is complete."""
+        """Block until ``is_done`` holds for every shard folder (rank 0, before merging)."""
         waiting = list(directories)
         told = False
         while waiting:
-            waiting = [d for d in waiting if not _shard_done(d, settings)]
+            waiting = [d for d in waiting if not is_done(d)]
             if waiting:
                 if not told:
                     names = ", ".join(d.name for d in waiting)
@@ -63,15 +62,14 @@ class ProcessGroup:
                     told = True
                 time.sleep(poll)
 
+    def shard_dirs(self, out: Path) -> list[Path]:
+        """Every process's shard folder inside ``out``: ``shard-I-of-N``."""
+        return [out / shard_dirname(i, self.size) for i in range(self.size)]
 
-def _shard_done(directory: Path, settings: BaseModel) -> bool:
-    try:
-        manifest = load_manifest(directory, type(settings))
-    except (DetoxError, OSError):
-        return False  # being written, or from another run: not done
-    if manifest is None or not manifest.complete:
-        return False
-    return not settings_differences(manifest.settings, settings)
+
+def shard_dirname(index: int, count: int) -> str:
+    """The folder one process of a data-parallel run writes to."""
+    return f"shard-{index}-of-{count}"
 
 
 # Rank and size as torchrun (``accelerate launch --multi_gpu``, also on a CPU) and MPI launchers
