@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from detox_cli.commands import cmd, ddsc, eval, generate, score_group
+from detox_cli.commands import cmd, compare, ddsc, eval, generate, score_group
 
 app = typer.Typer(
     name="detox",
@@ -37,6 +37,7 @@ def _global_options(
 
 
 app.command("generate")(generate.generate)
+app.command("compare")(compare.compare)
 app.add_typer(score_group.app, name="score")
 app.add_typer(cmd.app, name="cmd")
 app.add_typer(ddsc.app, name="ddsc")
