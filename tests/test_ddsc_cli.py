@@ -58,7 +58,7 @@ def test_missing_toxic_layer_for_a_foreign_model(
         ["ddsc", "generate", "--model", str(tiny_lm_dir), "--layers", "all", "--prompt", "Hi"],
         capsys,
     )
-    assert "30 layers" in err and "--toxic-layer" in err
+    assert "30 layers" in err and "toxic layer" in err
 
 
 def test_generate_show_layers_records_h_and_s(

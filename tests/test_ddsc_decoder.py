@@ -254,7 +254,7 @@ def test_default_profile_does_not_fit_the_tiny_model(lm: Any) -> None:
     with pytest.raises(DetoxError) as exc:
         generate(lm.model, lm.tokenizer, PROMPTS, DDSCConfig(layers="all"))
     assert "num layers 30 in the profile, 4 in this model" in str(exc.value)
-    assert "detox ddsc locate" in str(exc.value)
+    assert "locate_toxic_layer" in str(exc.value)
 
 
 def test_apc_head_size_follows_alpha(lm: Any) -> None:

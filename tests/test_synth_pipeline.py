@@ -292,7 +292,7 @@ def test_cli_synthesize_and_stage_commands(
         main(["cmd", "continue", "--out", str(tmp_path / "empty")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error:") and "detox cmd rephrase" in err[0]
+    assert len(err) == 1 and err[0].startswith("error:") and "rephrase stage" in err[0]
 
 
 @pytest.mark.slow

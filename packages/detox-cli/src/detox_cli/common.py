@@ -8,10 +8,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import BaseModel
+from rich.console import Console
 
 from detox_core.data import read_prompts
 from detox_core.errors import DetoxError
-from detox_core.records import Prompt
+from detox_core.generation import BatchDecoder, run_sampling
+from detox_core.io import JsonlWriter
+from detox_core.records import Generation, Prompt, generation_key
 
 
 def prompts_from_options(
@@ -45,3 +48,38 @@ def print_records(records: Iterable[BaseModel]) -> None:
     """Print records as JSON lines on stdout."""
     for record in records:
         sys.stdout.write(json.dumps(record.model_dump(mode="json"), ensure_ascii=False) + "\n")
+
+
+def sample_prompts(
+    items: list[Prompt],
+    decoder: BatchDecoder,
+    *,
+    samples: int,
+    batch_size: int,
+    seed: int,
+    method: str,
+    model_name: str,
+    out: Path | None,
+) -> list[Generation]:
+    """Sample every prompt with ``decoder``: to ``out`` (resumable JSONL) or as JSON lines on
+    stdout. Returns the generations made in this call."""
+    writer = JsonlWriter(out, key=generation_key) if out is not None else None
+    try:
+        made = run_sampling(
+            items,
+            decoder,
+            samples=samples,
+            batch_size=batch_size,
+            seed=seed,
+            method=method,
+            model_name=model_name,
+            writer=writer,
+        )
+    finally:
+        if writer is not None:
+            writer.close()
+    if out is None:
+        print_records(made)
+    else:
+        Console(stderr=True).print(f"wrote {len(made)} generations to {out}")
+    return made

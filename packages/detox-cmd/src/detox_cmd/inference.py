@@ -71,7 +71,7 @@ def find_adapter(path: str | Path) -> tuple[Path, TrainRunInfo]:
     if not (adapter / "adapter_config.json").exists():
         raise DetoxError(
             f"no CMD adapter found in {path}",
-            "pass the --out folder of `detox cmd train` (or its adapter/ folder)",
+            "pass a CMD training output folder (or its adapter/ folder)",
         )
     for info_path in (adapter / RUN_INFO_FILE, adapter.parent / RUN_INFO_FILE):
         if info_path.exists():
@@ -79,7 +79,7 @@ def find_adapter(path: str | Path) -> tuple[Path, TrainRunInfo]:
             return adapter, info
     raise DetoxError(
         f"{adapter} has no {RUN_INFO_FILE} naming its base model",
-        "use an adapter written by `detox cmd train`",
+        "use an adapter written by the CMD trainer",
     )
 
 

@@ -129,7 +129,10 @@ def load_profile(path: str | Path) -> ToxicLayerProfile:
     """Read a profile JSON written by ``detox ddsc locate``."""
     path = Path(path)
     if not path.is_file():
-        raise DetoxError(f"profile not found: {path}", "write one with `detox ddsc locate`")
+        raise DetoxError(
+            f"profile not found: {path}",
+            "write one with the toxic-layer locator (locate_toxic_layer)",
+        )
     try:
         return ToxicLayerProfile.model_validate_json(path.read_text(encoding="utf-8"))
     except ValidationError as exc:
@@ -137,7 +140,7 @@ def load_profile(path: str | Path) -> ToxicLayerProfile:
         where = ".".join(str(p) for p in first["loc"]) or "profile"
         raise DetoxError(
             f"{path} is not a toxic-layer profile ({where}: {first['msg']})",
-            "write one with `detox ddsc locate`",
+            "write one with the toxic-layer locator (locate_toxic_layer)",
         ) from exc
 
 
@@ -164,7 +167,7 @@ def check_profile(profile: ToxicLayerProfile, model: Any, where: str) -> int:
         raise DetoxError(
             f"the toxic-layer profile {where} was computed for {profile.model!r} "
             f"({profile.num_layers} layers), not this model: {why}",
-            "compute one with `detox ddsc locate --model SPEC --pairs FILE --out PROFILE.json` "
-            "or pass --toxic-layer N",
+            "compute one for this model with the toxic-layer locator (locate_toxic_layer) "
+            "or give the toxic layer explicitly",
         )
     return profile.toxic_layer

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detox_core.decoding import DecodeConfig, decode
 from detox_core.errors import DetoxError
+from detox_core.generation import BatchDecoder
 from detox_core.models import LoadedModel, ModelOptions, load_model, resolve_model_source
 from detox_ddsc.config import DDSCConfig
 from detox_ddsc.dinm import DINMConfig
@@ -223,6 +224,18 @@ register(
 )
 
 
+def batch_decoder(method: Method, lm: LoadedModel, settings: MethodSettings) -> BatchDecoder:
+    """``run_sampling``'s decoder for one method: each chunk with its own seed; the extras
+    hold the stop reason and whatever the method reports (layers, chains)."""
+
+    def decode_batch(texts: list[str], seed: int) -> tuple[list[str], list[dict[str, Any]]]:
+        out = method.decoder(lm, texts, settings.with_decode(seed=seed), None)
+        extras = [{"stopped": s, **e} for s, e in zip(out.stopped, out.extras, strict=True)]
+        return out.texts, extras
+
+    return decode_batch
+
+
 # ---------------------------------------------------------------------------------------------
 # Models and checks
 
@@ -239,7 +252,7 @@ def check_methods(methods: Sequence[str], model: str, settings: MethodSettings) 
         if settings.cmd.adapter is None:
             raise DetoxError(
                 f"method {adapter_methods[0]} needs a trained CMD adapter",
-                "pass --adapter DIR (written by `detox cmd train`) or drop the cmd methods",
+                "give the adapter folder of a CMD training run, or drop the cmd methods",
             )
         from detox_cmd.inference import find_adapter
 
@@ -285,7 +298,7 @@ class MethodModels:
             from detox_cmd.inference import load_cmd_model
 
             if self.settings.cmd.adapter is None:
-                raise DetoxError("the cmd methods need --adapter DIR", "pass --adapter DIR")
+                raise DetoxError("the cmd methods need a CMD adapter", "give its folder")
             self._cmd = load_cmd_model(Path(self.settings.cmd.adapter), self.options)
         return self._cmd
 

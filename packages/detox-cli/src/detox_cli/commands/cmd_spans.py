@@ -9,9 +9,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from detox_cli.options import DeviceOpt
 from detox_core.errors import DetoxError
-
-app = typer.Typer(help="The Segment-CNN toxic-span detector (CMD step 1).", no_args_is_help=True)
 
 DetectorOpt = Annotated[Path, typer.Option("--detector", help="A trained span-detector directory.")]
 ThresholdOpt = Annotated[
@@ -26,10 +25,8 @@ RuleOpt = Annotated[
         "SemEval-style spans) or union (both tokens of every toxic pair, as CMD masks).",
     ),
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")]
 
 
-@app.command("train")
 def train(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the detector to.")],
     jigsaw: Annotated[
@@ -119,7 +116,6 @@ def train(
         )
 
 
-@app.command("eval")
 def evaluate(
     detector: DetectorOpt,
     spans: Annotated[Path, typer.Option("--spans", help="SemEval toxic-spans CSV (gold offsets).")],
@@ -157,7 +153,6 @@ def evaluate(
     Console().print(table)
 
 
-@app.command("predict")
 def predict(
     detector: DetectorOpt,
     text: Annotated[list[str], typer.Option("--text", help="A text to check (repeatable).")],

@@ -14,22 +14,18 @@ import typer
 from rich.console import Console
 
 from detox_cli.common import parse_shard
+from detox_cli.options import DeviceOpt, DtypeOpt, ModelOpt, ScorerOpt, SeedOpt
 from detox_core.data import read_prompts
 from detox_core.errors import DetoxError
 from detox_core.models import DTypeName, ModelOptions
 from detox_core.parallel import current_group
+from detox_core.scoring import DEFAULT_SCORER
 
 PromptsOpt = Annotated[
     Path, typer.Option("--prompts", help="Prompts file: RTP/detox JSONL or one prompt a line.")
 ]
 OutOpt = Annotated[
     Path, typer.Option("--out", help="Output directory (stage files, train.jsonl, manifest.json).")
-]
-ModelOpt = Annotated[
-    str,
-    typer.Option(
-        "--model", "-m", help="Base model that will be trained; generates the continuations."
-    ),
 ]
 DetectorOpt = Annotated[
     str | None,
@@ -45,12 +41,10 @@ RephraserOpt = Annotated[
         help="causal:MODEL_SPEC (instruction to a causal LM), prefix:MODEL_SPEC (fill each mask by continuing the text before it) or seq2seq:PATH (infill model).",
     ),
 ]
-ScorerOpt = Annotated[str, typer.Option("--scorer", help="Toxicity scorer spec.")]
 LimitOpt = Annotated[
     int | None,
     typer.Option("--limit", min=1, help="Use only the first N prompts (before sharding)."),
 ]
-SeedOpt = Annotated[int, typer.Option("--seed")]
 ShardOpt = Annotated[
     str | None,
     typer.Option("--shard", help="I/N: this machine's share (prompt positions p with p % N == I)."),
@@ -95,8 +89,6 @@ BatchOpt = Annotated[
         "--batch-size", min=1, help="Prompts per generation call (1: seeds fixed per prompt)."
     ),
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto, float32, bfloat16, float16.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 
 _console = Console(stderr=True)
@@ -144,7 +136,7 @@ def synthesize(
     model: ModelOpt = "default",
     detector: DetectorOpt = None,
     rephraser: RephraserOpt = "prefix:default",
-    scorer: ScorerOpt = "profanity",
+    scorer: ScorerOpt = DEFAULT_SCORER,
     limit: LimitOpt = None,
     seed: SeedOpt = 0,
     shard: ShardOpt = None,
@@ -212,7 +204,7 @@ def detect(
     prompts: PromptsOpt,
     out: OutOpt,
     detector: DetectorOpt = None,
-    scorer: ScorerOpt = "profanity",
+    scorer: ScorerOpt = DEFAULT_SCORER,
     limit: LimitOpt = None,
     shard: ShardOpt = None,
     mask_threshold: MaskOpt = 0.5,
@@ -241,7 +233,7 @@ def detect(
 def rephrase(
     out: OutOpt,
     rephraser: RephraserOpt = "prefix:default",
-    scorer: ScorerOpt = "profanity",
+    scorer: ScorerOpt = DEFAULT_SCORER,
     seed: SeedOpt = 0,
     similarity: SimilarityOpt = 0.4,
     similarity_model: SimModelOpt = None,
@@ -272,7 +264,7 @@ def rephrase(
 def continue_(
     out: OutOpt,
     model: ModelOpt = "default",
-    scorer: ScorerOpt = "profanity",
+    scorer: ScorerOpt = DEFAULT_SCORER,
     seed: SeedOpt = 0,
     samples: SamplesOpt = 5,
     batch_size: BatchOpt = 1,
@@ -313,13 +305,3 @@ def merge(
 
     merge_outputs(shard_dirs, out)
     _report(out)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the synthesis commands to the ``detox cmd`` group."""
-    app.command("synthesize")(synthesize)
-    app.command("detect")(detect)
-    app.command("rephrase")(rephrase)
-    app.command("continue")(continue_)
-    app.command("assemble")(assemble)
-    app.command("merge")(merge)

@@ -36,9 +36,10 @@ from detox_cli.options import (
     decode_config,
     method_settings,
 )
+from detox_core.errors import DetoxError
 from detox_core.models import ModelOptions
 from detox_core.scoring import DEFAULT_SCORER
-from detox_eval.methods import RTP_TASK, method_names, parse_methods
+from detox_eval.methods import RTP_TASK, get_method, method_names, parse_methods
 from detox_eval.rtp.report import EvalReport
 from detox_eval.rtp.runner import run_rtp
 from detox_eval.rtp.settings import RtpSettings
@@ -104,6 +105,13 @@ def rtp(
     Under `accelerate launch --num_processes N -m detox_cli.app eval rtp ...` every process
     takes its share and rank 0 writes the merged run and report into --out.
     """
+    chosen = parse_methods(methods, RTP_TASK)
+    needs_adapter = [m for m in chosen if get_method(m).uses_adapter]
+    if needs_adapter and adapter is None:
+        raise DetoxError(
+            f"method {needs_adapter[0]} needs a trained CMD adapter",
+            "pass --adapter DIR (the --out folder of `detox cmd train`) or drop it from --methods",
+        )
     decode = decode_config(
         max_new_tokens=max_new_tokens,
         top_p=top_p,
@@ -124,7 +132,7 @@ def rtp(
     )
     settings = RtpSettings(
         prompts=str(prompts),
-        methods=parse_methods(methods, RTP_TASK),
+        methods=chosen,
         model=model,
         method=method_settings(decode, ddsc, adapter),
         samples=samples,

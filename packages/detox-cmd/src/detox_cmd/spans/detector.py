@@ -72,7 +72,7 @@ class SpanDetector:
         if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
             raise DetoxError(
                 f"{path} is not a span-detector directory (no {CONFIG_FILE}/{WEIGHTS_FILE})",
-                "train one with `detox cmd spans train --out DIR`",
+                "pass a folder written by the span-detector trainer",
             )
         config = SegmentCNNConfig.model_validate_json((path / CONFIG_FILE).read_text())
         encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(path)))  # type: ignore[no-untyped-call]

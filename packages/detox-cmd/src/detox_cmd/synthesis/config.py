@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from detox_core.models import DTypeName
+from detox_core.scoring import DEFAULT_SCORER
 
 STAGE1_FILE = "stage1_masked.jsonl"
 STAGE2_FILE = "stage2_rephrased.jsonl"
@@ -71,7 +72,7 @@ class SynthesisConfig(BaseModel):
     model: str = "default"
     detector: str | None = None
     rephraser: str = "prefix:default"
-    scorer: str = "profanity"
+    scorer: str = DEFAULT_SCORER
     similarity_model: str | None = None
     toxic_threshold: float = Field(0.5, ge=0, le=1)
     mask_threshold: float = Field(0.5, ge=0, le=1)

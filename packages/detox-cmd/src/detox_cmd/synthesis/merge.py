@@ -1,4 +1,4 @@
-"""Combining the outputs of several shards (``detox cmd merge``).
+"""Combining the outputs of several shards.
 
 ``train.jsonl`` files are concatenated in the order given (a prompt id appearing twice is an
 error: the shards overlap); the manifests' stage counts and drop reasons are added up. Plain
@@ -52,7 +52,8 @@ def merge_outputs(
         manifest = load_manifest(shard_dir)
         if manifest is None or not (shard_dir / TRAIN_FILE).exists():
             raise DetoxError(
-                f"{shard_dir} holds no finished synthesis run", "run `detox cmd synthesize` there"
+                f"{shard_dir} holds no finished synthesis run",
+                "finish the synthesis run there first",
             )
         manifests.append(manifest)
         for number, obj in iter_jsonl(shard_dir / TRAIN_FILE):

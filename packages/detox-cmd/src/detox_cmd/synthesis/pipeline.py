@@ -8,7 +8,7 @@ run writes exactly the records an uninterrupted one would. ``assemble`` has no m
 ``train.jsonl`` atomically from the continuations file.
 
 Sharding (``--shard I/N``): shard I takes the prompts at positions p (after ``--limit``) with
-``p % N == I``. Shards run into separate directories; ``merge_outputs`` (``detox cmd merge``)
+``p % N == I``. Shards run into separate directories; ``merge_outputs``
 concatenates their ``train.jsonl`` and adds up their manifests.
 """
 
@@ -64,12 +64,6 @@ _PREVIOUS: dict[StageName, StageName] = {
     "continue": "rephrase",
     "assemble": "continue",
 }
-_COMMAND: dict[StageName, str] = {
-    "detect": "detox cmd detect",
-    "rephrase": "detox cmd rephrase",
-    "continue": "detox cmd continue",
-    "assemble": "detox cmd assemble",
-}
 
 
 def select_prompts(
@@ -113,12 +107,12 @@ def stage_inputs(out_dir: Path, stage: StageName) -> list[SynthesisRecord]:
     if not path.exists() or counts is None:
         raise DetoxError(
             f"{path} not found or unfinished",
-            f"run `{_COMMAND[previous]}` with --out {out_dir} first",
+            f"run the {previous} stage into {out_dir} first",
         )
     if not counts.complete:
         raise DetoxError(
             f"the '{previous}' stage in {out_dir} did not finish",
-            f"rerun `{_COMMAND[previous]}` to complete it",
+            f"rerun the {previous} stage to complete it",
         )
     return [r for r in read_stage(path) if r.kept]
 

@@ -27,7 +27,7 @@ def load_chain_records(path: str | Path) -> list[ChainRecord]:
     """Read a ``train.jsonl`` of ChainRecords (as written by ``detox cmd synthesize``)."""
     records = read_jsonl_records(path, ChainRecord)
     if not records:
-        raise DetoxError(f"{path} holds no chain records", "run `detox cmd synthesize` first")
+        raise DetoxError(f"{path} holds no chain records", "synthesize the chains first")
     return records
 
 

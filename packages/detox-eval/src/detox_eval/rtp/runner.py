@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from detox_core.data import read_prompts
-from detox_core.generation import BatchDecoder, run_sampling
+from detox_core.generation import run_sampling
 from detox_core.io import JsonlWriter
-from detox_core.models import LoadedModel, ModelOptions, load_model
+from detox_core.models import ModelOptions, load_model
 from detox_core.parallel import ProcessGroup, current_group
 from detox_core.records import Generation, Prompt, generation_key
 from detox_core.scoring import ToxicityScorer, load_scorer
-from detox_eval.methods import Method, MethodModels, MethodSettings, check_methods, get_method
+from detox_eval.methods import MethodModels, batch_decoder, check_methods, get_method
 from detox_eval.rtp.merge import merge_runs
 from detox_eval.rtp.outputs import write_report
 from detox_eval.rtp.report import EvalReport
@@ -55,17 +54,6 @@ def prompts_with_toxicity(
     toxicity = {p.id: p.toxicity for p in scored}
     merged = [p.model_copy(update={"toxicity": toxicity.get(p.id, p.toxicity)}) for p in prompts]
     return merged, source
-
-
-def batch_decoder(method: Method, lm: LoadedModel, settings: MethodSettings) -> BatchDecoder:
-    """``run_sampling``'s decoder for one method: each chunk with its own seed."""
-
-    def decode_batch(texts: list[str], seed: int) -> tuple[list[str], list[dict[str, Any]]]:
-        out = method.decoder(lm, texts, settings.with_decode(seed=seed), None)
-        extras = [{"stopped": s, **e} for s, e in zip(out.stopped, out.extras, strict=True)]
-        return out.texts, extras
-
-    return decode_batch
 
 
 def generate_all(
