@@ -11,6 +11,7 @@ import torch
 from detox_core.data.safeedit import read_safeedit
 from detox_core.models import ModelOptions, load_model
 from detox_ddsc.classify import ClassifyConfig, Contrast, classify, score_response
+from detox_ddsc.config import DDSCConfig
 from detox_ddsc.decoder import DDSCStepScorer, plan_layers
 
 FIXTURE = Path(__file__).parent / "fixtures" / "safeedit_small.json"
@@ -92,9 +93,8 @@ def transcription(
 def test_score_matches_the_transcription(
     lm: Any, layers: str, toxic: int | None, contrast: Contrast, alpha: float
 ) -> None:
-    config = ClassifyConfig(
-        layers=layers, contrast=contrast, alpha=alpha, chat=False, position_chunk=3
-    )
+    ddsc = DDSCConfig(layers=layers, mode=contrast, alpha=alpha)
+    config = ClassifyConfig(ddsc=ddsc, chat=False, position_chunk=3)
     ddsc_config = config.ddsc_config(toxic)
     scorer = DDSCStepScorer(lm.model, plan_layers(lm.model, ddsc_config), ddsc_config)
     got = score_response(lm.model, lm.tokenizer, PROMPT, RESPONSE, scorer, config)
@@ -110,7 +110,7 @@ def test_score_matches_the_transcription(
 
 def test_classify_fixture_pairs(lm: Any) -> None:
     items = read_safeedit(FIXTURE)
-    config = ClassifyConfig(layers="0,1,2,3,4", chat=False, max_input_tokens=64)
+    config = ClassifyConfig(ddsc=DDSCConfig(layers="0,1,2,3,4"), chat=False, max_input_tokens=64)
     result = classify(lm.model, lm.tokenizer, items, config, model_name="tiny", show_progress=False)
     assert result.n == 3
     assert result.layers == [0, 1, 2, 3, 4]

@@ -35,51 +35,44 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from detox_core.data.safeedit import SafeEditItem
 from detox_core.decoding import format_prompts
+from detox_core.errors import DetoxError
 from detox_core.progress import progress_bar
-from detox_ddsc.config import DDSCConfig, Divergence
-from detox_ddsc.decoder import DDSCStepScorer, plan_layers
-from detox_ddsc.toxic_layer import (
-    check_profile,
-    load_default_profile,
-    load_profile,
-    locate_toxic_layer,
-)
+from detox_ddsc.config import DDSCConfig
+from detox_ddsc.decoder import DDSCStepScorer, plan_layers, resolve_toxic_layer
+from detox_ddsc.toxic_layer import locate_toxic_layer
 
 Contrast = Literal["ddsc", "dola"]
 ToxicMode = Literal["dynamic", "static"]
 OUTSIDE_HEAD = -1000.0
 
 
+def _classify_ddsc() -> DDSCConfig:
+    return DDSCConfig(selection="per-row")
+
+
 class ClassifyConfig(BaseModel):
-    """Settings of the classification task."""
+    """Settings of the classification task: the contrast is ``ddsc``'s (its ``mode`` picks the
+    DDSC or the DoLa contrast; ``toxic_layer``/``profile`` give T in static mode)."""
 
     model_config = ConfigDict(frozen=True)
 
-    layers: str = "all"
-    contrast: Contrast = "ddsc"
+    ddsc: DDSCConfig = Field(default_factory=_classify_ddsc)
     mode: ToxicMode = "dynamic"
-    profile: str | None = None
     toxic_offset: int = Field(1, ge=0, le=1)
-    alpha: float = Field(0.1, gt=0, le=1)
-    divergence: Divergence = "reference"
-    early_norm: bool = False
     chat: bool = True
     post_softmax: bool = True
     outside_head: float = OUTSIDE_HEAD
     max_input_tokens: int = Field(2048, ge=1)
     position_chunk: int = Field(32, ge=1, description="Response positions per lm_head batch.")
 
+    @property
+    def contrast(self) -> Contrast:
+        """``ddsc`` (z_H + z_T - z_S) or ``dola`` (z_H)."""
+        return self.ddsc.mode
+
     def ddsc_config(self, toxic_layer: int | None) -> DDSCConfig:
-        """The decoder settings whose step scorer gives the contrast."""
-        return DDSCConfig(
-            layers=self.layers,
-            toxic_layer=toxic_layer,
-            alpha=self.alpha,
-            divergence=self.divergence,
-            early_norm=self.early_norm,
-            mode=self.contrast,
-            selection="per-row",
-        )
+        """The decoder settings whose step scorer gives the contrast, with T fixed."""
+        return self.ddsc.model_copy(update={"toxic_layer": toxic_layer, "profile": None})
 
 
 class ResponseScore(BaseModel):
@@ -183,9 +176,10 @@ def score_response(
 
 
 def _static_toxic_layer(model: Any, config: ClassifyConfig) -> int:
-    if config.profile is not None:
-        return check_profile(load_profile(config.profile), model, config.profile)
-    return check_profile(load_default_profile(), model, "shipped with detox-ddsc")
+    toxic = resolve_toxic_layer(model, config.ddsc)
+    if toxic is None:
+        raise DetoxError("static mode found no toxic layer", "give a toxic layer or a profile")
+    return toxic
 
 
 def classify(
