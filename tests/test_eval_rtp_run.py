@@ -402,3 +402,22 @@ def _other_task(directory: Path) -> None:
     manifest["task"] = "safeedit"
     (directory / "run.json").write_text(json.dumps(manifest))
     open_run(directory, "rtp", RtpSettings.model_validate(manifest["settings"]))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "rtp", "--prompts", "missing.jsonl", "--out", "o"],
+        ["cmd", "synthesize", "--prompts", "missing.jsonl", "--out", "o"],
+        ["eval", "safeedit", "--data", "missing.json", "--out", "o", "--judge", "nonsense"],
+    ],
+)
+def test_a_bad_scorer_spec_is_named_before_any_data_is_read(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = command if "--judge" in command else [*command, "--scorer", "nonsense"]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown scorer 'nonsense'" in err

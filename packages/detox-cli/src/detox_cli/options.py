@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from detox_core.decoding import DecodeConfig
 from detox_core.errors import DetoxError
-from detox_core.scoring import SCORER_SPECS
+from detox_core.scoring.registry import SCORER_SPECS, check_scorer_spec
 from detox_ddsc.config import DDSCConfig, Divergence, Selection
 from detox_ddsc.dinm import DINMConfig
 from detox_eval.methods import CmdSettings, MethodSettings
@@ -42,8 +42,22 @@ OutOpt = Annotated[
 ]
 RunOutOpt = Annotated[Path, typer.Option("--out", help="Run folder (rerun the command to resume).")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Use only the first N items.")]
+
+
+def checked_scorer_spec(spec: str) -> str:
+    """Refuse an unknown scorer spec while the options are parsed, before any data is read."""
+    check_scorer_spec(spec)
+    return spec
+
+
 ScorerOpt = Annotated[
-    str, typer.Option("--scorer", "-s", help=f"Toxicity scorer spec: {escape(SCORER_SPECS)}.")
+    str,
+    typer.Option(
+        "--scorer",
+        "-s",
+        help=f"Toxicity scorer spec: {escape(SCORER_SPECS)}.",
+        callback=checked_scorer_spec,
+    ),
 ]
 AdapterOpt = Annotated[
     Path | None,

@@ -29,6 +29,7 @@ from detox_cli.options import (
     SelectionOpt,
     ToxicLayerOpt,
     WeightOpt,
+    checked_scorer_spec,
     ddsc_config,
     decode_config,
     method_settings,
@@ -63,6 +64,7 @@ JudgeOpt = Annotated[
         "--judge",
         help="Scorer spec of the safety judge (any --scorer spec, e.g. classifier:PATH[#LABEL] "
         "for a local SafeEdit RoBERTa); label 1 = unsafe when the score is > 0.5.",
+        callback=checked_scorer_spec,
     ),
 ]
 ModeOpt = Annotated[
