@@ -189,3 +189,33 @@ def test_real_model_safeedit_and_classify(
     assert result["n"] == 3
     assert result["layers"] == [0, 2, 26, 29, 30]
     assert all(item["safe"]["n_tokens"] > 0 for item in result["items"])
+
+
+def test_dynamic_toxic_layer_is_located_once_per_instance(
+    tiny_chat_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detox_core.data.safeedit import read_safeedit
+    from detox_core.models import ModelOptions, load_model
+    from detox_eval.safeedit import runner
+    from detox_eval.safeedit.runner import SafeEditSettings, run_safeedit
+
+    calls: list[int] = []
+    real = runner.locate_toxic_layer
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "locate_toxic_layer", counting)
+    settings = SafeEditSettings(model=str(tiny_chat_dir))
+    settings = settings.model_copy(
+        update={"method": settings.method.with_decode(max_new_tokens=2, max_input_tokens=48)}
+    )
+    lm = load_model(str(tiny_chat_dir), ModelOptions(device="cpu"))
+    items = read_safeedit(FIXTURE, limit=2)
+    records = run_safeedit(lm, items, ["vanilla", "ddsc", "dola"], settings, tmp_path, False)
+    assert len(records) == 6 and len(calls) == 2  # one location per instance, not per method
+    by_item = {(r.instance_id, r.method): r.toxic_layer for r in records}
+    for item in items:
+        assert by_item[(item.id, "ddsc")] == by_item[(item.id, "dola")] is not None
+        assert by_item[(item.id, "vanilla")] is None
