@@ -93,23 +93,16 @@ def bench(
             "--clock", help="wall, or cpu: process CPU time (steadier on a shared CPU, 1 thread)."
         ),
     ] = "wall",
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", min=1, help="torch CPU threads (default: torch's choice)."),
-    ] = None,
     toxic_layer: ToxicLayerOpt = None,
     profile: ProfileOpt = None,
     mode: ModeOpt = "ddsc",
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
 ) -> None:
-    """Time DDSC against plain greedy decoding and the extra lm_head rows it needs."""
-    import torch
-
+    """Time DDSC against plain greedy decoding and the extra lm_head rows it needs (torch threads:
+    `detox --threads N ddsc bench ...`)."""
     from detox_ddsc.bench import run_bench
 
-    if threads is not None:
-        torch.set_num_threads(threads)
     config = ddsc_config(
         DecodeConfig(), layers=layers, toxic_layer=toxic_layer, profile=profile, mode=mode
     )
