@@ -9,6 +9,7 @@ import pytest
 
 from detox_cli.app import main
 from detox_core.records import Generation, Score
+from detox_core.scoring import DEFAULT_SCORER
 
 TOXIC = "you are a stupid fucking idiot"
 BENIGN = "what a lovely sunny day in the park"
@@ -51,8 +52,8 @@ def test_score_generations_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixtu
     values = [r.toxicity.value for r in records if r.toxicity is not None]
     assert values[0] is not None and values[1] is not None
     assert values[0] > 0.5 > values[1]
-    assert all(r.toxicity is not None and r.toxicity.scorer == "profanity" for r in records)
-    assert "scored 2 texts with profanity@" in err
+    assert all(r.toxicity is not None and r.toxicity.scorer == DEFAULT_SCORER for r in records)
+    assert f"scored 2 texts with {DEFAULT_SCORER}@" in err
     assert "0 missing" in err
 
 
@@ -158,7 +159,7 @@ def test_metrics_scores_unscored_records(
     code, out, _ = run_cli(["eval", "metrics", str(path), "--json"], capsys)
     assert code == 0
     result = json.loads(out)
-    assert result["scorer"].startswith("profanity@")
+    assert result["scorer"].startswith(f"{DEFAULT_SCORER}@")
     assert result["tp_prompt"] == pytest.approx(0.5)
     assert result["n_missing"] == 0
 
@@ -231,5 +232,5 @@ def test_generate_score_metrics_end_to_end(
     assert (result["n_samples"], result["n_prompts"], result["n_missing"]) == (4, 2, 0)
     assert 0.0 <= result["emt"] <= 1.0
     assert 0.0 <= result["tp_prompt"] <= 1.0 and 0.0 <= result["tp_sample"] <= 1.0
-    assert "profanity" in result["scorer"]
+    assert result["scorer"].startswith(f"{DEFAULT_SCORER}@")
     assert all(0.0 <= result[f"distinct_{n}"] <= 1.0 for n in (1, 2, 3))

@@ -90,6 +90,7 @@ def load_encoder(spec: str) -> tuple[Any, Any]:
     source = str(resolve_encoder(spec))
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # unused pooler weights
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # keep stderr clean
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
         encoder = AutoModel.from_pretrained(source, local_files_only=True, add_pooling_layer=False)

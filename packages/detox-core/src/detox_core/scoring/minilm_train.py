@@ -349,7 +349,9 @@ class Trainer:
 
             state = get_peft_model_state_dict(self.encoder)
             save_file({k: v.contiguous() for k, v in state.items()}, str(out / ADAPTER_FILE))
-            self.encoder.peft_config["default"].save_pretrained(str(out))
+            settings = self.encoder.peft_config["default"]
+            settings.base_model_name_or_path = self.config.encoder  # not this machine's path
+            settings.save_pretrained(str(out))
         record = {
             "command": command,
             "config": json.loads(self.config.model_dump_json()),

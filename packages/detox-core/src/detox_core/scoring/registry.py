@@ -17,7 +17,7 @@ from pathlib import Path
 from detox_core.errors import DetoxError
 from detox_core.scoring.base import ToxicityScorer
 
-DEFAULT_SCORER = "profanity"
+DEFAULT_SCORER = "tox-minilm"
 SCORER_SPECS = "tox-minilm[:DIR], profanity, classifier:PATH[#LABEL] or perspective[?qps=N]"
 
 
