@@ -150,6 +150,7 @@ def test_agree_json_and_plot(
     [
         (["--scorer", "oracle"], "unknown scorer 'oracle'"),
         (["--scorer", "tox-minilm:/no/such/dir"], "weights folder not found"),
+        (["--scorer", "classifier:/no/such/dir"], "checkpoint not found"),
         (["--scorer", "profanity", "--reference-field", "prompt.insult"], "no prompt.insult"),
     ],
 )

@@ -33,6 +33,15 @@ def check_scorer_spec(spec: str) -> None:
             f"tox-minilm weights folder not found: {spec.split(':', 1)[1]}",
             "train one with `detox score train --out DIR` or use tox-minilm",
         )
+    if spec.startswith("classifier:"):
+        from detox_core.scoring.classifier import parse_classifier_spec
+
+        path, _ = parse_classifier_spec(spec)
+        if not (path / "config.json").is_file():
+            raise DetoxError(
+                f"classifier checkpoint not found: {path}",
+                "point classifier:PATH at a local directory with config.json and weights",
+            )
 
 
 def load_scorer(spec: str = DEFAULT_SCORER, device: str = "auto") -> ToxicityScorer:
