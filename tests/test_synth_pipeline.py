@@ -33,6 +33,7 @@ from detox_cmd.synthesis.pipeline import read_stage
 from detox_cmd.synthesis.rephrasing import CausalRephraser
 from detox_core.errors import DetoxError
 from detox_core.records import Prompt
+from detox_core.scoring import DEFAULT_SCORER
 from tiny_models import save_tiny_bert
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -211,7 +212,7 @@ def test_resume_refuses_other_settings(tiny_lm: Any, reference: Any, tmp_path: P
 
 def test_a_stage_needs_the_previous_one(tiny_lm: Any, reference: Any, tmp_path: Path) -> None:
     config = SynthesisConfig()
-    with pytest.raises(DetoxError, match="detox cmd detect"):
+    with pytest.raises(DetoxError, match="detect stage"):
         run_rephrase(tmp_path, make_parts(tiny_lm, config), config, show_progress=False)
     for name in (STAGE1_FILE, MANIFEST_FILE):
         (tmp_path / name).write_bytes((reference(1) / name).read_bytes())
@@ -281,7 +282,7 @@ def test_cli_synthesize_and_stage_commands(
     manifest = Manifest.model_validate_json((out / MANIFEST_FILE).read_text())
     assert manifest.stages["detect"].entering == 4
     assert manifest.stages["detect"].details["toxic"] == 3  # RTP scores of lines 2-4 are > 0.5
-    assert manifest.scorer is not None and manifest.scorer.startswith("profanity@")
+    assert manifest.scorer is not None and manifest.scorer.startswith(f"{DEFAULT_SCORER}@")
     assert manifest.config["samples"] == 2
     train = (out / TRAIN_FILE).read_text()
     assert len(train.splitlines()) == manifest.stages["assemble"].kept

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
+from contextlib import ExitStack
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -14,6 +15,7 @@ from detox_core.data import read_prompts
 from detox_core.errors import DetoxError
 from detox_core.generation import BatchDecoder, run_sampling
 from detox_core.io import JsonlWriter
+from detox_core.locking import output_lock
 from detox_core.records import Generation, Prompt, generation_key
 
 
@@ -63,9 +65,30 @@ def sample_prompts(
 ) -> list[Generation]:
     """Sample every prompt with ``decoder``: to ``out`` (resumable JSONL) or as JSON lines on
     stdout. Returns the generations made in this call."""
+    with ExitStack() as stack:
+        if out is not None:
+            stack.enter_context(output_lock(out, folder=False))
+        made = _sample(items, decoder, samples, batch_size, seed, method, model_name, out)
+    if out is None:
+        print_records(made)
+    else:
+        Console(stderr=True).print(f"wrote {len(made)} generations to {out}")
+    return made
+
+
+def _sample(
+    items: list[Prompt],
+    decoder: BatchDecoder,
+    samples: int,
+    batch_size: int,
+    seed: int,
+    method: str,
+    model_name: str,
+    out: Path | None,
+) -> list[Generation]:
     writer = JsonlWriter(out, key=generation_key) if out is not None else None
     try:
-        made = run_sampling(
+        return run_sampling(
             items,
             decoder,
             samples=samples,
@@ -78,8 +101,3 @@ def sample_prompts(
     finally:
         if writer is not None:
             writer.close()
-    if out is None:
-        print_records(made)
-    else:
-        Console(stderr=True).print(f"wrote {len(made)} generations to {out}")
-    return made

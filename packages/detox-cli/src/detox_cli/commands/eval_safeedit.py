@@ -36,6 +36,7 @@ from detox_cli.options import (
 )
 from detox_core.data.safeedit import read_safeedit
 from detox_core.errors import DetoxError
+from detox_core.locking import output_lock
 from detox_core.models import ModelOptions, load_model
 from detox_core.scoring import DEFAULT_SCORER, load_scorer
 from detox_ddsc.dinm import DINMConfig
@@ -146,10 +147,12 @@ def safeedit(
     )
     scorer = load_scorer(judge, device=device)  # a bad judge fails before any data is read
     items = read_safeedit(data, limit=limit)
-    open_safeedit_run(out, settings)  # before loading the model: refuse to mix settings
-    lm = load_model(model, ModelOptions(device=device, dtype=dtype))
-    records = run_safeedit(lm, items, chosen, settings, out)
-    judgements = judge_generations(records, scorer)
-    report = build_report(records, judgements, settings, f"{scorer.name}@{scorer.version}", chosen)
-    write_report(out, report, judgements)
+    with output_lock(out):  # one writer per run folder
+        open_safeedit_run(out, settings)  # before loading the model: refuse to mix settings
+        lm = load_model(model, ModelOptions(device=device, dtype=dtype))
+        records = run_safeedit(lm, items, chosen, settings, out)
+        judgements = judge_generations(records, scorer)
+        judge_name = f"{scorer.name}@{scorer.version}"
+        report = build_report(records, judgements, settings, judge_name, chosen)
+        write_report(out, report, judgements)
     summary(report, out)

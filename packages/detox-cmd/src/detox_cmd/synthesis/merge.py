@@ -17,6 +17,7 @@ from detox_cmd.synthesis.config import MANIFEST_FILE, TRAIN_FILE
 from detox_cmd.synthesis.manifest import Manifest, StageCounts, load_manifest
 from detox_core.errors import DetoxError
 from detox_core.io import atomic_write_json, atomic_write_text, iter_jsonl
+from detox_core.locking import locks_folder
 
 
 def _merge_counts(parts: Sequence[StageCounts]) -> StageCounts:
@@ -36,6 +37,7 @@ def _merge_counts(parts: Sequence[StageCounts]) -> StageCounts:
     )
 
 
+@locks_folder("out_dir")
 def merge_outputs(
     shard_dirs: Sequence[Path], out_dir: Path, order: Sequence[str] | None = None
 ) -> Manifest:

@@ -45,6 +45,7 @@ from detox_cmd.synthesis.records import SynthesisRecord, record_key
 from detox_cmd.synthesis.rephrasing import RephraseOutcome, rephrase_with_retries, stable_seed
 from detox_core.errors import DetoxError
 from detox_core.io import JsonlWriter, atomic_write_text, read_jsonl_records
+from detox_core.locking import locks_folder
 from detox_core.progress import progress_bar
 from detox_core.records import Prompt, Score
 from detox_core.scoring import score_texts
@@ -178,6 +179,7 @@ def detect_records(
     return records
 
 
+@locks_folder("out_dir")
 def run_detect(
     prompts: Sequence[Prompt],
     out_dir: Path,
@@ -200,6 +202,7 @@ def run_detect(
 # -- stage 2: rephrase ---------------------------------------------------------------------------
 
 
+@locks_folder("out_dir")
 def run_rephrase(
     out_dir: Path, parts: Components, config: SynthesisConfig, show_progress: bool = True
 ) -> StageCounts:
@@ -245,6 +248,7 @@ def run_rephrase(
 # -- stage 3: continuations ----------------------------------------------------------------------
 
 
+@locks_folder("out_dir")
 def run_continue(
     out_dir: Path, parts: Components, config: SynthesisConfig, show_progress: bool = True
 ) -> StageCounts:
@@ -284,6 +288,7 @@ def run_continue(
 # -- stage 4: selection and chains ---------------------------------------------------------------
 
 
+@locks_folder("out_dir")
 def run_assemble(out_dir: Path, config: SynthesisConfig, show_progress: bool = True) -> StageCounts:
     """Stage 4: select positive/negatives and build the chains → ``train.jsonl`` (atomic)."""
     inputs = stage_inputs(out_dir, "assemble")
@@ -308,6 +313,7 @@ def run_assemble(out_dir: Path, config: SynthesisConfig, show_progress: bool = T
     return counts
 
 
+@locks_folder("out_dir")
 def synthesize(
     prompts: Sequence[Prompt],
     out_dir: Path,

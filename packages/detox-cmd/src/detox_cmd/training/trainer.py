@@ -27,7 +27,7 @@ import math
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,9 @@ from detox_cmd.training.records import LossRecord, TrainerState, TrainResult, Tr
 from detox_core.decoding import DecodeConfig, decode
 from detox_core.errors import DetoxError
 from detox_core.io import JsonlWriter, atomic_write_text, iter_jsonl
+from detox_core.locking import output_lock
 from detox_core.models import ModelOptions, load_model
+from detox_core.parallel import current_group
 from detox_core.progress import progress_bar
 
 LOSSES_FILE = "losses.jsonl"
@@ -539,5 +541,10 @@ class CMDTrainer:
 def train(
     config: CMDTrainConfig, *, stop_at_step: int | None = None, show_progress: bool = True
 ) -> TrainResult:
-    """Train a CMD LoRA adapter into ``config.output_dir`` (see ``CMDTrainer``)."""
-    return CMDTrainer(config, show_progress=show_progress).train(stop_at_step=stop_at_step)
+    """Train a CMD LoRA adapter into ``config.output_dir`` (see ``CMDTrainer``). The main process
+    holds the output folder's lock: the processes of one launch share it, a second launch is
+    refused."""
+    with ExitStack() as locks:
+        if current_group().rank == 0:
+            locks.enter_context(output_lock(config.output_dir))
+        return CMDTrainer(config, show_progress=show_progress).train(stop_at_step=stop_at_step)

@@ -11,11 +11,13 @@ seeds do not depend on the rank, so the result equals a single-process run.
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from detox_core.data import read_prompts
 from detox_core.generation import run_sampling
 from detox_core.io import JsonlWriter
+from detox_core.locking import output_lock
 from detox_core.models import ModelOptions, load_model
 from detox_core.parallel import ProcessGroup, current_group
 from detox_core.records import Generation, Prompt, generation_key
@@ -152,13 +154,19 @@ def run_rtp(
     options = group.model_options(options)
     check_methods(settings.methods, settings.model, settings.method)
     if group.size == 1:
-        manifest, generations, made = run_share(settings, out, Shard(), options)
-        return write_report(out, generations, manifest), made
+        with output_lock(out):
+            manifest, generations, made = run_share(settings, out, Shard(), options)
+            return write_report(out, generations, manifest), made
     shard = Shard(index=group.rank, count=group.size)
-    _, _, made = run_share(settings, out / shard.dirname, shard, options)
-    if group.rank != 0:
-        return None, made
-    shard_dirs = group.shard_dirs(out)
-    group.wait_for(shard_dirs, lambda d: shard_complete(d, settings))
-    manifest, generations = merge_runs(shard_dirs, out)
-    return write_report(out, generations, manifest), made
+    with ExitStack() as locks:
+        if group.rank == 0:  # the merged run folder is rank 0's; each shard folder its process's
+            locks.enter_context(output_lock(out))
+        shard_dir = out / shard.dirname
+        locks.enter_context(output_lock(shard_dir))
+        _, _, made = run_share(settings, shard_dir, shard, options)
+        if group.rank != 0:
+            return None, made
+        shard_dirs = group.shard_dirs(out)
+        group.wait_for(shard_dirs, lambda d: shard_complete(d, settings))
+        manifest, generations = merge_runs(shard_dirs, out)
+        return write_report(out, generations, manifest), made

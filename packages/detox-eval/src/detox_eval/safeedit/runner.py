@@ -26,6 +26,7 @@ from detox_core.data.safeedit import SafeEditItem
 from detox_core.decoding import DecodeConfig
 from detox_core.errors import DetoxError
 from detox_core.io import JsonlWriter, iter_jsonl
+from detox_core.locking import locks_folder
 from detox_core.models import LoadedModel
 from detox_core.progress import progress_bar
 from detox_core.records import Score
@@ -179,6 +180,7 @@ def open_safeedit_run(directory: Path, settings: SafeEditSettings) -> SafeEditMa
     return open_run(directory, TASK, settings)
 
 
+@locks_folder("directory")
 def run_safeedit(
     lm: LoadedModel,
     items: Sequence[SafeEditItem],
