@@ -11,11 +11,34 @@ from collections.abc import Callable
 from typing import NoReturn
 
 import click
+import typer
 from pydantic import ValidationError
 
 from detox_core.errors import DetoxError
 
 USAGE_EXIT = 2
+
+try:  # typer >= 0.24 vendors click; its exceptions are not click's
+    from typer._click import exceptions as _typer_click
+
+    USAGE_ERRORS: tuple[type[Exception], ...] = (click.UsageError, _typer_click.UsageError)
+    CLICK_ERRORS: tuple[type[Exception], ...] = (
+        click.ClickException,
+        _typer_click.ClickException,
+    )
+except ImportError:  # pragma: no cover - typer on plain click
+    USAGE_ERRORS = (click.UsageError,)
+    CLICK_ERRORS = (click.ClickException,)
+EXITS: tuple[type[Exception], ...] = (click.exceptions.Exit, typer.Exit)
+ABORTS: tuple[type[Exception], ...] = (click.exceptions.Abort, typer.Abort)
+
+
+def _usage_message(exc: Exception) -> str:
+    """A usage error's one line, with a pointer to the command's help."""
+    message = str(exc.format_message()) if hasattr(exc, "format_message") else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"{message}{hint}"
 
 
 def debug_enabled() -> bool:
@@ -33,19 +56,18 @@ def run_guarded(func: Callable[[], object]) -> None:
     """Run the CLI, turning known errors into one line and an exit code."""
     try:
         func()
-    except click.exceptions.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except click.exceptions.Abort:
+    except EXITS as exc:
+        raise SystemExit(getattr(exc, "exit_code", 0)) from None
+    except ABORTS:
         _fail("aborted", 130)
-    except click.UsageError as exc:
+    except USAGE_ERRORS as exc:
         if debug_enabled():
             raise
-        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-        _fail(f"{exc.format_message()}{hint}", USAGE_EXIT)
-    except click.ClickException as exc:
+        _fail(_usage_message(exc), USAGE_EXIT)
+    except CLICK_ERRORS as exc:
         if debug_enabled():
             raise
-        _fail(exc.format_message(), USAGE_EXIT)
+        _fail(_usage_message(exc).split(" (see `")[0], USAGE_EXIT)
     except DetoxError as exc:
         if debug_enabled():
             raise
