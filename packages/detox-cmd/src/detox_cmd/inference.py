@@ -25,6 +25,7 @@ from detox_cmd.training.data import SplitInputTokenizer
 from detox_cmd.training.records import TrainRunInfo
 from detox_core.decoding import DecodeConfig, decode
 from detox_core.errors import DetoxError
+from detox_core.io import read_json_model
 from detox_core.models import LoadedModel, ModelOptions, load_model
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def find_adapter(path: str | Path) -> tuple[Path, TrainRunInfo]:
         )
     for info_path in (adapter / RUN_INFO_FILE, adapter.parent / RUN_INFO_FILE):
         if info_path.exists():
-            info = TrainRunInfo.model_validate_json(info_path.read_text(encoding="utf-8"))
+            info = read_json_model(info_path, TrainRunInfo, "CMD training record")
             return adapter, info
     raise DetoxError(
         f"{adapter} has no {RUN_INFO_FILE} naming its base model",

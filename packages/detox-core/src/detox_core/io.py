@@ -8,6 +8,7 @@ restarted job can skip them.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import tempfile
@@ -44,27 +45,63 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+MAX_LINE_CHARS = 16 * 1024 * 1024  # a longer "line" is not a record of ours
+
+
+def read_text(path: str | Path) -> str:
+    """A text file's contents: UTF-8 (a BOM is dropped) or UTF-16 with its BOM.
+
+    Other encodings (e.g. Latin-1) and NUL bytes are a DetoxError naming the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DetoxError(f"file not found: {path}", "check the path")
+    data = path.read_bytes()
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    encoding = "utf-16" if utf16 else "utf-8-sig"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DetoxError(
+            f"{path}:{line}: not {'UTF-16' if utf16 else 'UTF-8'} text "
+            f"(byte 0x{data[exc.start]:02x})",
+            "save the file as UTF-8",
+        ) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise DetoxError(f"{path}:{line}: NUL byte in the text", "is this a binary file?")
+    return text
+
+
+def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """``(line_number, line)`` of a text file (see ``read_text``), without line endings."""
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        yield number, line.rstrip("\r")
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-empty line; a bad line is a DetoxError."""
     path = Path(path)
-    if not path.exists():
-        raise DetoxError(f"file not found: {path}", "check the path")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DetoxError(
-                    f"{path}:{number}: malformed JSON line ({exc.msg})",
-                    "fix or remove that line",
-                ) from exc
-            if not isinstance(obj, dict):
-                raise DetoxError(
-                    f"{path}:{number}: expected a JSON object", "each line must be one object"
-                )
-            yield number, obj
+    for number, line in iter_text_lines(path):
+        if not line.strip():
+            continue
+        if len(line) > MAX_LINE_CHARS:
+            raise DetoxError(
+                f"{path}:{number}: line of {len(line):,} characters", "is this the right file?"
+            )
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            hint = "fix or remove that line"
+            if number == 1 and line.lstrip().startswith("["):
+                hint = "this looks like a JSON array; write one JSON object per line (JSONL)"
+            raise DetoxError(f"{path}:{number}: malformed JSON line ({exc.msg})", hint) from exc
+        if not isinstance(obj, dict):
+            raise DetoxError(
+                f"{path}:{number}: expected a JSON object", "each line must be one object"
+            )
+        yield number, obj
 
 
 def read_jsonl_records(path: str | Path, model: type[M]) -> list[M]:
@@ -145,3 +182,19 @@ class JsonlWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def read_json_model(path: str | Path, model: type[M], what: str) -> M:
+    """Read one JSON document into ``model``; a missing, unreadable or invalid file is one
+    DetoxError naming the file (``what`` says what the file should be)."""
+    path = Path(path)
+    text = read_text(path)
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "document"
+        raise DetoxError(
+            f"{path} is not a valid {what} ({where}: {first['msg']})",
+            f"point to a valid {what}",
+        ) from None

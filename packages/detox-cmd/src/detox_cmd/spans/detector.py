@@ -25,7 +25,7 @@ from detox_cmd.spans.dataset import special_token_ids, tokenize_texts
 from detox_cmd.spans.evaluate import DEFAULT_CHAR_RULE, CharRule, char_ranges, predicted_chars
 from detox_cmd.spans.model import SegmentCNN, SegmentCNNConfig
 from detox_core.errors import DetoxError
-from detox_core.io import atomic_write_json
+from detox_core.io import atomic_write_json, read_json_model
 from detox_core.models import resolve_device
 
 CONFIG_FILE = "detector.json"
@@ -74,7 +74,7 @@ class SpanDetector:
                 f"{path} is not a span-detector directory (no {CONFIG_FILE}/{WEIGHTS_FILE})",
                 "pass a folder written by the span-detector trainer",
             )
-        config = SegmentCNNConfig.model_validate_json((path / CONFIG_FILE).read_text())
+        config = read_json_model(path / CONFIG_FILE, SegmentCNNConfig, "span-detector config")
         encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(path)))  # type: ignore[no-untyped-call]
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = SegmentCNN(encoder, config)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 from detox_cmd.synthesis.config import MANIFEST_FILE, StageName, SynthesisConfig
 from detox_cmd.synthesis.records import SynthesisRecord
 from detox_core.errors import DetoxError
-from detox_core.io import atomic_write_json
+from detox_core.io import atomic_write_json, read_json_model
 
 PACKAGES = (
     "detox-core",
@@ -119,7 +119,7 @@ def load_manifest(out_dir: Path) -> Manifest | None:
     if not path.exists():
         return None
     try:
-        return Manifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        return read_json_model(path, Manifest, "synthesis manifest")
     except (json.JSONDecodeError, ValidationError) as exc:
         raise DetoxError(f"{path} is not a valid manifest", "delete it to start over") from exc
 

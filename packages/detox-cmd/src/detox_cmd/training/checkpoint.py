@@ -17,7 +17,7 @@ import torch
 
 from detox_cmd.training.records import TrainerState
 from detox_core.errors import DetoxError
-from detox_core.io import atomic_write_json, atomic_write_text
+from detox_core.io import atomic_write_json, atomic_write_text, read_json_model
 
 PREFIX = "step-"
 
@@ -115,7 +115,7 @@ def prune(root: Path, keep: int) -> None:
 
 def read_state(checkpoint: Path) -> TrainerState:
     """The TrainerState saved in ``checkpoint``."""
-    return TrainerState.model_validate_json((checkpoint / "state.json").read_text())
+    return read_json_model(checkpoint / "state.json", TrainerState, "training checkpoint state")
 
 
 def load_into(

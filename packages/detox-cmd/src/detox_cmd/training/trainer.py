@@ -51,7 +51,7 @@ from detox_cmd.training.plot import plot_losses
 from detox_cmd.training.records import LossRecord, TrainerState, TrainResult, TrainRunInfo
 from detox_core.decoding import DecodeConfig, decode
 from detox_core.errors import DetoxError
-from detox_core.io import JsonlWriter, atomic_write_text, iter_jsonl
+from detox_core.io import JsonlWriter, atomic_write_text, iter_jsonl, read_json_model
 from detox_core.locking import output_lock
 from detox_core.models import ModelOptions, load_model
 from detox_core.parallel import current_group
@@ -234,7 +234,7 @@ class CMDTrainer:
         saved_path = self.out / CONFIG_FILE
         if not self.config.resume or not saved_path.exists():
             return
-        saved = TrainRunInfo.model_validate_json(saved_path.read_text(encoding="utf-8"))
+        saved = read_json_model(saved_path, TrainRunInfo, "CMD training record")
         before, now = saved.config.trajectory(), self.config.trajectory()
         changed = [name for name in now if before.get(name) != now[name]]
         if saved.num_processes != self.accelerator.num_processes:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from detox_core.errors import DetoxError
+from detox_core.io import read_text
 
 
 def iter_csv_rows(
@@ -18,9 +20,7 @@ def iter_csv_rows(
     broken quoting, is a DetoxError.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DetoxError(f"file not found: {path}", "check the path")
-    with path.open(encoding="utf-8", newline="") as handle:
+    with io.StringIO(read_text(path), newline="") as handle:
         reader = csv.reader(handle, strict=True)
         try:
             header = next(reader)

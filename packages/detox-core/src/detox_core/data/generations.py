@@ -10,8 +10,12 @@ from detox_core.records import Generation
 
 
 def read_generations(path: str | Path) -> list[Generation]:
-    """Read generation records; a malformed line is a DetoxError naming file and line."""
+    """Read generation records; a malformed line, or a file without any, is a DetoxError naming
+    the file (and the line)."""
     path = Path(path)
     if not path.is_file():
         raise DetoxError(f"generations file not found: {path}", "check the path")
-    return read_jsonl_records(path, Generation)
+    records = read_jsonl_records(path, Generation)
+    if not records:
+        raise DetoxError(f"{path} holds no generation records", "check the file")
+    return records

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from detox_core.errors import DetoxError
-from detox_core.io import iter_jsonl
+from detox_core.io import iter_jsonl, iter_text_lines
 from detox_core.records import Prompt
 
 
@@ -53,13 +53,11 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[Prompt]:
             if limit is not None and len(prompts) >= limit:
                 break
     else:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                text = line.rstrip("\n")
-                if text.strip():
-                    prompts.append(Prompt(id=f"{path.stem}-{number}", text=text, source=str(path)))
-                if limit is not None and len(prompts) >= limit:
-                    break
+        for number, text in iter_text_lines(path):
+            if text.strip():
+                prompts.append(Prompt(id=f"{path.stem}-{number}", text=text, source=str(path)))
+            if limit is not None and len(prompts) >= limit:
+                break
     seen: set[str] = set()
     for prompt in prompts:
         if prompt.id in seen:

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detox_core.errors import DetoxError
-from detox_core.io import iter_jsonl
+from detox_core.io import iter_jsonl, read_text
 
 
 class GeneralizationTest(BaseModel):
@@ -98,7 +98,7 @@ def read_safeedit(path: str | Path, limit: int | None = None) -> list[SafeEditIt
     if path.suffix == ".jsonl":
         located = list(iter_jsonl(path))
     else:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
