@@ -67,3 +67,18 @@ def test_repetition_penalty_pushes_seen_tokens_down() -> None:
     seen = torch.tensor([[True, True, False]])
     out = apply_repetition_penalty(scores, seen, 2.0)
     assert out.tolist() == [[1.0, -2.0, 0.5]]
+
+
+def test_context_token_mask_keeps_a_real_token_that_is_also_the_pad_id() -> None:
+    from detox_core.decoding import context_token_mask
+
+    pad = 3
+    # left padding with id 3, which is also a real token of both rows (before and after the pads)
+    input_ids = torch.tensor([[pad, pad, 5, 3, 7], [pad, 3, 3, 1, pad]])
+    attention = torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 1, 0]])
+    for _ in range(20):  # the same answer every time
+        mask = context_token_mask(input_ids, attention, vocab=10)
+        assert mask[0].nonzero().flatten().tolist() == [3, 5, 7]
+        assert mask[1].nonzero().flatten().tolist() == [1, 3]
+    only_pads = context_token_mask(torch.tensor([[pad, pad, 4]]), torch.tensor([[0, 0, 1]]), 10)
+    assert only_pads[0].nonzero().flatten().tolist() == [4]

@@ -87,6 +87,20 @@ def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
     return sorted(ids)
 
 
+def context_token_mask(
+    input_ids: torch.Tensor, attention: torch.Tensor, vocab: int
+) -> torch.Tensor:
+    """``[B, V]`` bool: the tokens present in each row's context (padding excluded).
+
+    A reduction (``amax``), not a plain scatter: the pad id may also be a real token of the
+    row, and a scatter writing that index twice with different values would be undefined.
+    """
+    mask = torch.zeros(input_ids.shape[0], vocab, dtype=torch.uint8, device=input_ids.device)
+    index = input_ids.clamp(min=0, max=vocab - 1)
+    mask.scatter_reduce_(1, index, attention.to(torch.uint8), reduce="amax")
+    return mask.bool()
+
+
 def apply_repetition_penalty(
     scores: torch.Tensor, seen: torch.Tensor, penalty: float
 ) -> torch.Tensor:
@@ -173,7 +187,7 @@ def decode(
 
     seen = torch.zeros(batch, vocab, dtype=torch.bool, device=device)
     if config.repetition_penalty != 1.0:
-        seen.scatter_(1, input_ids.clamp(max=vocab - 1), attention.bool())
+        seen = context_token_mask(input_ids, attention, vocab)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     out_tokens = torch.full((batch, config.max_new_tokens), pad_id, device=device)
     lengths = torch.zeros(batch, dtype=torch.long, device=device)
