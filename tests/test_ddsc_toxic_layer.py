@@ -66,6 +66,32 @@ def test_profile_round_trip_drives_generation(tiny_lm: Any, tmp_path: Path) -> N
     assert plan.toxic == profile.toxic_layer
 
 
+def test_a_profile_is_read_once_until_it_changes(
+    tiny_lm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import detox_ddsc.toxic_layer as module
+
+    profile = locate_toxic_layer(tiny_lm.model, tiny_lm.tokenizer, PAIRS)
+    path = tmp_path / "profile.json"
+    path.write_text(profile.model_dump_json(), encoding="utf-8")
+    reads: list[object] = []
+    real = module.read_json_model
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "read_json_model", counting)
+    config = DDSCConfig(layers="all", profile=str(path))
+    for _ in range(3):
+        plan_layers(tiny_lm.model, config)
+    assert len(reads) == 1
+    changed = profile.model_copy(update={"toxic_layer": (profile.toxic_layer + 1) % 4})
+    path.write_text(changed.model_dump_json() + "\n", encoding="utf-8")
+    assert plan_layers(tiny_lm.model, config).toxic == changed.toxic_layer
+    assert len(reads) == 2
+
+
 def test_profile_for_another_model_is_refused(tiny_lm: Any, tmp_path: Path) -> None:
     profile = locate_toxic_layer(tiny_lm.model, tiny_lm.tokenizer, PAIRS[:1])
     data = profile.model_dump(mode="json") | {"num_layers": 30, "model": "other"}
@@ -77,7 +103,7 @@ def test_profile_for_another_model_is_refused(tiny_lm: Any, tmp_path: Path) -> N
     assert "4 in this model" in str(exc.value)
     bad = tmp_path / "bad.json"
     bad.write_text('{"model": "x"}', encoding="utf-8")
-    with pytest.raises(DetoxError, match="not a toxic-layer profile"):
+    with pytest.raises(DetoxError, match="not a valid toxic-layer profile"):
         load_profile(bad)
 
 

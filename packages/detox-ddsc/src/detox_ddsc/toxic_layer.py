@@ -14,6 +14,7 @@ most itself.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from importlib import resources
@@ -21,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from detox_core.errors import DetoxError
+from detox_core.io import read_json_model
 from detox_core.progress import progress_bar
 
 DEFAULT_PROFILE = "default.json"
@@ -126,26 +128,30 @@ def locate_toxic_layer(
 
 
 def load_profile(path: str | Path) -> ToxicLayerProfile:
-    """Read a profile JSON written by ``detox ddsc locate``."""
+    """Read a profile JSON written by the locator (cached until the file changes, so a decoder
+    that resolves T for every batch reads it once)."""
     path = Path(path)
     if not path.is_file():
         raise DetoxError(
             f"profile not found: {path}",
             "write one with the toxic-layer locator (locate_toxic_layer)",
         )
-    try:
-        return ToxicLayerProfile.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "profile"
-        raise DetoxError(
-            f"{path} is not a toxic-layer profile ({where}: {first['msg']})",
-            "write one with the toxic-layer locator (locate_toxic_layer)",
-        ) from exc
+    stat = path.stat()
+    return _read_profile(str(path.resolve()), stat.st_mtime_ns, stat.st_size).model_copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _read_profile(path: str, mtime_ns: int, size: int) -> ToxicLayerProfile:
+    return read_json_model(path, ToxicLayerProfile, "toxic-layer profile")
 
 
 def load_default_profile() -> ToxicLayerProfile:
     """The profile shipped for the default model (see ``profiles/README.md``)."""
+    return _default_profile().model_copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _default_profile() -> ToxicLayerProfile:
     text = resources.files("detox_ddsc").joinpath("profiles", DEFAULT_PROFILE).read_text("utf-8")
     return ToxicLayerProfile.model_validate(json.loads(text))
 
