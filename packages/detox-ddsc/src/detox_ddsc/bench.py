@@ -21,7 +21,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pydantic import BaseModel
@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from detox_core.decoding import DecodeConfig, DecodeOutput, decode
 from detox_ddsc.config import DDSCConfig
 from detox_ddsc.decoder import DDSCStepScorer, plan_layers
+from detox_ddsc.types import Clock as Clock
 
 BENCH_PROMPTS = (
     "The city council met on Tuesday to discuss",
@@ -77,9 +78,6 @@ def steps_run(result: DecodeOutput, config: DecodeConfig) -> int:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-Clock = Literal["wall", "cpu"]
 
 
 def _timed(device: torch.device, func: Callable[[], int], clock: Clock = "wall") -> float:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,9 +40,9 @@ from detox_core.progress import progress_bar
 from detox_ddsc.config import DDSCConfig
 from detox_ddsc.decoder import DDSCStepScorer, plan_layers, resolve_toxic_layer
 from detox_ddsc.toxic_layer import locate_toxic_layer
+from detox_ddsc.types import Contrast as Contrast
+from detox_ddsc.types import ToxicMode as ToxicMode
 
-Contrast = Literal["ddsc", "dola"]
-ToxicMode = Literal["dynamic", "static"]
 OUTSIDE_HEAD = -1000.0
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from detox_core.decoding import DecodeConfig
-
-Divergence = Literal["reference", "jsd"]
-Selection = Literal["per-row", "batch-mean"]
-Mode = Literal["ddsc", "dola"]
+from detox_ddsc.types import Divergence as Divergence
+from detox_ddsc.types import Mode as Mode
+from detox_ddsc.types import Selection as Selection
 
 
 class DDSCConfig(BaseModel):

@@ -4,7 +4,7 @@ generation part) and ``detox cmd export`` (merge an adapter into its base model)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -29,10 +29,9 @@ from detox_cli.options import (
     decode_config,
 )
 from detox_core.errors import DetoxError
-from detox_core.generation import BatchDecoder
-from detox_core.models import ModelOptions
-from detox_ddsc.decoder import plan_layers
-from detox_eval.methods import CmdSettings, MethodSettings, batch_decoder, get_method
+
+if TYPE_CHECKING:
+    from detox_core.generation import BatchDecoder
 
 AdapterArgOpt = Annotated[
     Path,
@@ -108,6 +107,9 @@ def generate(
 ) -> None:
     """Continue prompts with a CMD adapter: the model writes the chain, we keep the generation."""
     from detox_cmd.inference import load_cmd_model
+    from detox_core.models import ModelOptions
+    from detox_ddsc.decoder import plan_layers
+    from detox_eval.methods import CmdSettings, MethodSettings, batch_decoder, get_method
 
     if ddsc_layers is None and (ddsc_toxic_layer is not None or ddsc_profile is not None):
         raise DetoxError("--ddsc-toxic-layer/--ddsc-profile need --ddsc-layers", "add it")
@@ -156,6 +158,7 @@ def export(
 ) -> None:
     """Merge an adapter into its base model; the folder works as `--model DIR`."""
     from detox_cmd.export import export_merged
+    from detox_core.models import ModelOptions
 
     if dtype not in {"float32", "bfloat16", "float16"}:
         raise DetoxError(f"unknown --dtype {dtype!r}", "use float32, bfloat16 or float16")

@@ -17,9 +17,9 @@ from detox_cli.common import parse_shard
 from detox_cli.options import DeviceOpt, DtypeOpt, ModelOpt, ScorerOpt, SeedOpt
 from detox_core.data import read_prompts
 from detox_core.errors import DetoxError
-from detox_core.models import DTypeName, ModelOptions
 from detox_core.parallel import current_group
 from detox_core.scoring import DEFAULT_SCORER
+from detox_core.types import DTypeName
 
 PromptsOpt = Annotated[
     Path, typer.Option("--prompts", help="Prompts file: RTP/detox JSONL or one prompt a line.")
@@ -159,6 +159,7 @@ def synthesize(
     """
     from detox_cmd.synthesis import Components, SynthesisConfig, select_prompts
     from detox_cmd.synthesis import synthesize as run_all
+    from detox_core.models import ModelOptions
 
     config = SynthesisConfig(
         model=model,

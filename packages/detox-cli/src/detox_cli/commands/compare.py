@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import BaseModel, ConfigDict
@@ -34,11 +34,12 @@ from detox_cli.options import (
     method_settings,
 )
 from detox_core.errors import DetoxError
-from detox_core.models import ModelOptions
 from detox_core.records import Score
 from detox_core.scoring import DEFAULT_SCORER, ToxicityScorer, load_scorer, score_texts
 from detox_core.scoring.registry import check_scorer_spec
-from detox_eval.methods import MethodModels, MethodSettings, check_methods, get_method
+
+if TYPE_CHECKING:
+    from detox_eval.methods import MethodModels, MethodSettings
 
 DEFAULT_PROMPT = "I think that people who"
 AUTO_LAYERS = "auto"
@@ -145,6 +146,8 @@ def compare_methods(
 ) -> tuple[list[CompareRow], list[MethodSummary]]:
     """Continue ``prompt`` ``samples`` times with each method (one batch, the same seed for
     every method) and score every continuation."""
+    from detox_eval.methods import get_method
+
     rows: list[CompareRow] = []
     summary: list[MethodSummary] = []
     for name in methods:
@@ -211,6 +214,9 @@ def compare(
     json_out: JsonOpt = False,
 ) -> None:
     """Show what detox does: plain decoding next to DDSC (and CMD with --adapter), scored."""
+    from detox_core.models import ModelOptions
+    from detox_eval.methods import MethodModels, check_methods
+
     check_scorer_spec(scorer)
     methods = ["vanilla", "ddsc"] + (["cmd"] if adapter is not None else [])
     decode = decode_config(max_new_tokens=max_new_tokens, seed=seed)

@@ -20,11 +20,8 @@ from detox_cli.options import (
     ProfileOpt,
     ddsc_config,
 )
-from detox_core.data.safeedit import read_safeedit
-from detox_core.decoding import DecodeConfig
 from detox_core.errors import DetoxError
-from detox_core.models import ModelOptions, load_model
-from detox_ddsc.classify import ClassifyConfig, Contrast, ToxicMode, classify
+from detox_ddsc.types import Contrast, ToxicMode
 
 DataOpt = Annotated[
     Path, typer.Option("--data", help="SafeEdit JSON (the release format) or JSONL.")
@@ -64,6 +61,11 @@ def classify_command(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """Defence rate on SafeEdit pairs: logP(safe) >= logP(unsafe), plain vs. contrastive."""
+    from detox_core.data.safeedit import read_safeedit
+    from detox_core.decoding import DecodeConfig
+    from detox_core.models import ModelOptions, load_model
+    from detox_ddsc.classify import ClassifyConfig, classify
+
     if profile is not None and mode != "static":
         raise DetoxError("--profile is only used with --mode static", "add --mode static")
     items = read_safeedit(data, limit=limit)

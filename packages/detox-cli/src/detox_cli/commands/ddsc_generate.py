@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -38,12 +38,11 @@ from detox_cli.options import (
     ddsc_config,
     decode_config,
 )
-from detox_core.generation import BatchDecoder
-from detox_core.models import ModelOptions, load_model
-from detox_core.records import Generation
-from detox_ddsc.config import Mode
-from detox_ddsc.decoder import plan_layers
-from detox_eval.methods import MethodSettings, batch_decoder, check_ddsc_layers, get_method
+from detox_ddsc.types import Mode
+
+if TYPE_CHECKING:
+    from detox_core.generation import BatchDecoder
+    from detox_core.records import Generation
 
 ModeOpt = Annotated[
     Mode, typer.Option("--mode", help="ddsc: contrast z_H + z_T - z_S; dola: contrast z_H only.")
@@ -117,6 +116,10 @@ def generate(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """Continue prompts with DDSC (or DoLa) layer-contrast decoding."""
+    from detox_core.models import ModelOptions, load_model
+    from detox_ddsc.decoder import plan_layers
+    from detox_eval.methods import MethodSettings, batch_decoder, check_ddsc_layers, get_method
+
     items = prompts_from_options(prompt, prompts, limit)
     decode = decode_config(
         max_new_tokens=max_new_tokens,

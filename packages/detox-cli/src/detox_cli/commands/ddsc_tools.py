@@ -21,11 +21,7 @@ from detox_cli.options import (
     ToxicLayerOpt,
     ddsc_config,
 )
-from detox_core.decoding import DecodeConfig
-from detox_core.io import atomic_write_json
-from detox_core.models import ModelOptions, load_model
-from detox_ddsc.bench import Clock
-from detox_eval.methods import check_ddsc_layers
+from detox_ddsc.types import Clock
 
 
 def locate(
@@ -51,6 +47,8 @@ def locate(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """Locate the toxic layer T from safe/unsafe response pairs and save a profile."""
+    from detox_core.io import atomic_write_json
+    from detox_core.models import ModelOptions, load_model
     from detox_ddsc.pairs import read_pairs
     from detox_ddsc.toxic_layer import locate_toxic_layer
 
@@ -101,7 +99,10 @@ def bench(
 ) -> None:
     """Time DDSC against plain greedy decoding and the extra lm_head rows it needs (torch threads:
     `detox --threads N ddsc bench ...`)."""
+    from detox_core.decoding import DecodeConfig
+    from detox_core.models import ModelOptions, load_model
     from detox_ddsc.bench import run_bench
+    from detox_eval.methods import check_ddsc_layers
 
     config = ddsc_config(
         DecodeConfig(), layers=layers, toxic_layer=toxic_layer, profile=profile, mode=mode

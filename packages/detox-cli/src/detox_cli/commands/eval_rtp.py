@@ -4,12 +4,13 @@ data-parallel under ``accelerate launch``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from detox_cli.options import (
+    RTP_METHODS,
     AdapterOpt,
     AlphaOpt,
     BatchOpt,
@@ -37,20 +38,18 @@ from detox_cli.options import (
     method_settings,
 )
 from detox_core.errors import DetoxError
-from detox_core.models import ModelOptions
 from detox_core.scoring import DEFAULT_SCORER
-from detox_eval.methods import RTP_TASK, get_method, method_names, parse_methods
-from detox_eval.rtp.report import EvalReport
-from detox_eval.rtp.runner import run_rtp
-from detox_eval.rtp.settings import RtpSettings
 from detox_eval.run_folder import REPORT_JSON, REPORT_MD
+
+if TYPE_CHECKING:
+    from detox_eval.rtp.report import EvalReport
 
 PromptsFileOpt = Annotated[
     Path, typer.Option("--prompts", help="RTP JSONL (or detox JSONL / text) prompts file.")
 ]
 MethodsOpt = Annotated[
     str,
-    typer.Option("--methods", help=f"Comma-separated: {', '.join(method_names(RTP_TASK))}."),
+    typer.Option("--methods", help=f"Comma-separated: {', '.join(RTP_METHODS)}."),
 ]
 PplOpt = Annotated[
     str, typer.Option("--ppl-model", help="Model that measures continuation perplexity.")
@@ -105,6 +104,11 @@ def rtp(
     Under `accelerate launch --num_processes N -m detox_cli.app eval rtp ...` every process
     takes its share and rank 0 writes the merged run and report into --out.
     """
+    from detox_core.models import ModelOptions
+    from detox_eval.methods import RTP_TASK, get_method, parse_methods
+    from detox_eval.rtp.runner import run_rtp
+    from detox_eval.rtp.settings import RtpSettings
+
     chosen = parse_methods(methods, RTP_TASK)
     needs_adapter = [m for m in chosen if get_method(m).uses_adapter]
     if needs_adapter and adapter is None:

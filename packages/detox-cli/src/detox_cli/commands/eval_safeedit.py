@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
 
 from detox_cli.options import (
+    SAFEEDIT_METHODS,
     AlphaOpt,
     ChatOpt,
     ContrastTempOpt,
@@ -34,21 +35,12 @@ from detox_cli.options import (
     decode_config,
     method_settings,
 )
-from detox_core.data.safeedit import read_safeedit
 from detox_core.errors import DetoxError
-from detox_core.locking import output_lock
-from detox_core.models import ModelOptions, load_model
-from detox_core.scoring import DEFAULT_SCORER, load_scorer
-from detox_ddsc.dinm import DINMConfig
-from detox_eval.methods import SAFEEDIT_TASK, method_names, parse_methods
+from detox_core.scoring import DEFAULT_SCORER
 from detox_eval.run_folder import REPORT_JSON, REPORT_MD
-from detox_eval.safeedit.report import SafeEditReport, build_report, write_report
-from detox_eval.safeedit.runner import (
-    SafeEditSettings,
-    judge_generations,
-    open_safeedit_run,
-    run_safeedit,
-)
+
+if TYPE_CHECKING:
+    from detox_eval.safeedit.report import SafeEditReport
 
 ALL_METHODS = "vanilla,ddsc,dinm,dinm+ddsc"
 
@@ -57,7 +49,7 @@ DataOpt = Annotated[
 ]
 MethodsOpt = Annotated[
     str,
-    typer.Option("--methods", help=f"Comma-separated: {', '.join(method_names(SAFEEDIT_TASK))}."),
+    typer.Option("--methods", help=f"Comma-separated: {', '.join(SAFEEDIT_METHODS)}."),
 ]
 JudgeOpt = Annotated[
     str,
@@ -119,6 +111,20 @@ def safeedit(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """SafeEdit: DS, DG and fluency of vanilla, DDSC, DINM and DINM+DDSC (greedy, resumable)."""
+    from detox_core.data.safeedit import read_safeedit
+    from detox_core.locking import output_lock
+    from detox_core.models import ModelOptions, load_model
+    from detox_core.scoring import load_scorer
+    from detox_ddsc.dinm import DINMConfig
+    from detox_eval.methods import SAFEEDIT_TASK, parse_methods
+    from detox_eval.safeedit.report import build_report, write_report
+    from detox_eval.safeedit.runner import (
+        SafeEditSettings,
+        judge_generations,
+        open_safeedit_run,
+        run_safeedit,
+    )
+
     if (profile is not None or toxic_layer is not None) and mode != "static":
         raise DetoxError("--profile/--toxic-layer are only used with --mode static", "add it")
     chosen = parse_methods(methods, SAFEEDIT_TASK)

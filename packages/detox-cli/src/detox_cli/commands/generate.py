@@ -22,8 +22,6 @@ from detox_cli.options import (
     TopPOpt,
     decode_config,
 )
-from detox_core.models import ModelOptions, load_model
-from detox_eval.methods import MethodSettings, batch_decoder, get_method
 
 
 def generate(
@@ -45,6 +43,9 @@ def generate(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """Continue prompts with plain decoding (the baseline)."""
+    from detox_core.models import ModelOptions, load_model
+    from detox_eval.methods import MethodSettings, batch_decoder, get_method
+
     items = prompts_from_options(prompt, prompts, limit)
     settings = MethodSettings(
         decode=decode_config(

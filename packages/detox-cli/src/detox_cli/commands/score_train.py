@@ -5,13 +5,15 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from detox_core.errors import DetoxError
-from detox_core.scoring.minilm import DEFAULT_ENCODER
-from detox_core.scoring.minilm_train import ExtraSource, TrainConfig, train_scorer
+from detox_core.scoring.registry import DEFAULT_ENCODER
+
+if TYPE_CHECKING:
+    from detox_core.scoring.minilm_train import ExtraSource
 
 DEFAULT_RTP = Path("../shared/data/rtp/prompts_dev.jsonl")
 
@@ -66,6 +68,8 @@ def train(
 ) -> None:
     """Distil Perspective's RTP scores into all-MiniLM-L6-v2 (+LoRA) and a head."""
     import torch
+
+    from detox_core.scoring.minilm_train import TrainConfig, train_scorer
 
     if mode not in ("lora", "frozen"):
         raise DetoxError(f"unknown --mode {mode!r}", "use lora or frozen")

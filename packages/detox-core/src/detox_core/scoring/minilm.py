@@ -22,9 +22,9 @@ from torch import nn
 
 from detox_core.errors import DetoxError
 from detox_core.models import resolve_device
+from detox_core.scoring.registry import DEFAULT_ENCODER as DEFAULT_ENCODER
 
 SCORER_NAME = "tox-minilm"
-DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / SCORER_NAME
 CONFIG_FILE = "tox_config.json"
 HEAD_FILE = "head.safetensors"

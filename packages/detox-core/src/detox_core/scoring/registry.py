@@ -18,6 +18,7 @@ from detox_core.errors import DetoxError
 from detox_core.scoring.base import ToxicityScorer
 
 DEFAULT_SCORER = "tox-minilm"
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"  # tox-minilm's encoder (defined here: no torch import)
 SCORER_SPECS = "tox-minilm[:DIR], profanity, classifier:PATH[#LABEL] or perspective[?qps=N]"
 
 

@@ -1,0 +1,15 @@
+"""DDSC option types (plain ``Literal`` aliases), free of torch so that the CLI's options and help
+are built without it; the modules that use them re-export them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Divergence = Literal["reference", "jsd"]
+Selection = Literal["per-row", "batch-mean"]
+Mode = Literal["ddsc", "dola"]
+Contrast = Literal["ddsc", "dola"]
+ToxicMode = Literal["dynamic", "static"]
+Clock = Literal["wall", "cpu"]
+
+__all__ = ["Clock", "Contrast", "Divergence", "Mode", "Selection", "ToxicMode"]
