@@ -310,7 +310,7 @@ def test_real_defaults_end_to_end(tmp_path: Path) -> None:
     for name in STAGES:
         counts = manifest.stages[name]
         assert counts.entering == counts.kept + counts.dropped
-    assert manifest.scorer is not None and manifest.scorer.startswith("profanity@")
+    assert manifest.scorer is not None and manifest.scorer.startswith(f"{DEFAULT_SCORER}@")
     for record in read_stage(tmp_path / STAGE1_FILE):
         assert (MASK in str(record.masked)) == bool(record.toxic)
     for record in read_stage(tmp_path / STAGE2_FILE):
