@@ -299,7 +299,7 @@ def test_cli_synthesize_and_stage_commands(
 @pytest.mark.slow
 def test_real_defaults_end_to_end(tmp_path: Path) -> None:
     """The real defaults: Segment-CNN default detector, SmolLM2 rephraser and base model,
-    profanity scorer, MiniLM similarity; 4 RTP prompts (3 toxic by their Perspective score)."""
+    the default scorer, MiniLM similarity; 4 RTP prompts (3 toxic by their Perspective score)."""
     from detox_core.data import read_prompts
 
     config = SynthesisConfig(device="cpu")
