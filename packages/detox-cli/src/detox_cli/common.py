@@ -66,29 +66,11 @@ def sample_prompts(
     """Sample every prompt with ``decoder``: to ``out`` (resumable JSONL) or as JSON lines on
     stdout. Returns the generations made in this call."""
     with ExitStack() as stack:
+        writer = None
         if out is not None:
             stack.enter_context(output_lock(out, folder=False))
-        made = _sample(items, decoder, samples, batch_size, seed, method, model_name, out)
-    if out is None:
-        print_records(made)
-    else:
-        Console(stderr=True).print(f"wrote {len(made)} generations to {out}")
-    return made
-
-
-def _sample(
-    items: list[Prompt],
-    decoder: BatchDecoder,
-    samples: int,
-    batch_size: int,
-    seed: int,
-    method: str,
-    model_name: str,
-    out: Path | None,
-) -> list[Generation]:
-    writer = JsonlWriter(out, key=generation_key) if out is not None else None
-    try:
-        return run_sampling(
+            writer = stack.enter_context(JsonlWriter(out, key=generation_key))
+        made = run_sampling(
             items,
             decoder,
             samples=samples,
@@ -98,6 +80,8 @@ def _sample(
             model_name=model_name,
             writer=writer,
         )
-    finally:
-        if writer is not None:
-            writer.close()
+    if out is None:
+        print_records(made)
+    else:
+        Console(stderr=True).print(f"wrote {len(made)} generations to {out}")
+    return made
