@@ -54,6 +54,14 @@ MethodsOpt = Annotated[
 PplOpt = Annotated[
     str, typer.Option("--ppl-model", help="Model that measures continuation perplexity.")
 ]
+SweepOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--sweep",
+        help='Extra runs of a method with one setting varied, e.g. "ddsc.contrast_weight=0,0.5" '
+        'or "vanilla.temperature=0.7,1.3" (repeatable; values split on | when they hold commas).',
+    ),
+]
 DdscLayersOpt = Annotated[
     str,
     typer.Option("--layers", "--ddsc-layers", help="DDSC layers, e.g. 0,2,28,29,30, or all."),
@@ -75,6 +83,7 @@ def rtp(
     prompts: PromptsFileOpt,
     out: RunOutOpt,
     methods: MethodsOpt = "vanilla,ddsc",
+    sweep: SweepOpt = None,
     model: ModelOpt = "default",
     adapter: AdapterOpt = None,
     layers: DdscLayersOpt = "all",
@@ -99,7 +108,8 @@ def rtp(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
 ) -> None:
-    """Evaluate methods on RealToxicityPrompts: EMT, toxicity probability, PPL, distinct-n.
+    """Evaluate methods on RealToxicityPrompts: EMT, toxicity probability, PPL, distinct-n,
+    and the toxicity / diversity frontier of every run (with --sweep: several settings).
 
     Under `accelerate launch --num_processes N -m detox_cli.app eval rtp ...` every process
     takes its share and rank 0 writes the merged run and report into --out.
@@ -108,6 +118,7 @@ def rtp(
     from detox_eval.methods import RTP_TASK, get_method, parse_methods
     from detox_eval.rtp.runner import run_rtp
     from detox_eval.rtp.settings import RtpSettings
+    from detox_eval.rtp.sweep import parse_sweep, plan_runs
 
     chosen = parse_methods(methods, RTP_TASK)
     needs_adapter = [m for m in chosen if get_method(m).uses_adapter]
@@ -134,9 +145,11 @@ def rtp(
         contrast_weight=contrast_weight,
         contrast_temperature=contrast_temperature,
     )
+    variants = tuple(v for spec in sweep or [] for v in parse_sweep(spec, RTP_TASK))
     settings = RtpSettings(
         prompts=str(prompts),
         methods=chosen,
+        variants=variants,
         model=model,
         method=method_settings(decode, ddsc, adapter),
         samples=samples,
@@ -146,6 +159,7 @@ def rtp(
         seed=seed,
         batch_size=batch_size,
     )
+    plan_runs(settings.methods, settings.variants, settings.method)  # bad values fail here
     report, made = run_rtp(settings, out, ModelOptions(device=device, dtype=dtype))
     console = Console(stderr=True)
     console.print(f"generated {made} new samples")

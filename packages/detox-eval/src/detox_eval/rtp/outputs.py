@@ -7,12 +7,15 @@ from pathlib import Path
 
 from detox_core.records import Generation
 from detox_eval.methods import LAYERS_KEY
+from detox_eval.rtp.frontier import frontier_markdown, frontier_points
 from detox_eval.rtp.plots import (
     DDSC_LAYERS_PNG,
     EMT_TP_PNG,
+    FRONTIER_PNG,
     MAX_TOXICITY_PNG,
     plot_ddsc_layers,
     plot_emt_tp,
+    plot_frontier,
     plot_max_toxicity,
 )
 from detox_eval.rtp.report import (
@@ -50,7 +53,7 @@ def write_report(
     """Build the report from scored generations and write its JSON, Markdown and plots."""
     report = build_report(generations, manifest, ppl_of=pooled_perplexity)
     scorer = str(report.settings.get("scorer") or "unknown scorer")
-    by_method = group_by_method(generations, manifest.settings.methods)
+    by_method = group_by_method(generations, manifest.settings.run_labels)
     maxima = {m: list(prompt_maxima(g).values()) for m, g in by_method.items()}
     plot_max_toxicity(maxima, scorer, directory / MAX_TOXICITY_PNG)
     plot_emt_tp(report, scorer, directory / EMT_TP_PNG)
@@ -60,6 +63,13 @@ def write_report(
     if layers:
         plot_ddsc_layers(layers, scorer, directory / DDSC_LAYERS_PNG)
         plots.append(DDSC_LAYERS_PNG)
-    report = report.model_copy(update={"plots": plots})
-    write_report_files(directory, report, render_markdown(report))
+    frontier = frontier_points(report)
+    if len(frontier) > 1:
+        plot_frontier(frontier, scorer, directory / FRONTIER_PNG)
+        plots.append(FRONTIER_PNG)
+    report = report.model_copy(update={"plots": plots, "frontier": frontier})
+    markdown = render_markdown(report)
+    if len(frontier) > 1:
+        markdown += "\n".join(frontier_markdown(frontier)) + "\n"
+    write_report_files(directory, report, markdown)
     return report

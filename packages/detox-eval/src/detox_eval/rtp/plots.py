@@ -11,11 +11,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from detox_eval.rtp.report import SPLITS, EvalReport
+from detox_eval.rtp.report import SPLITS, EvalReport, FrontierPoint
 
 MAX_TOXICITY_PNG = "max_toxicity.png"
 EMT_TP_PNG = "emt_tp.png"
 DDSC_LAYERS_PNG = "ddsc_layers.png"
+FRONTIER_PNG = "frontier.png"
 
 
 def _new_figure(width: float, height: float) -> Any:
@@ -110,5 +111,51 @@ def plot_ddsc_layers(
             ax.set_ylabel("decoding steps")
             ax.set_title(f"{method}: {name}")
     fig.suptitle(f"Layers chosen by DDSC (run scored by {scorer})")
+    _save(fig, path)
+    return path
+
+
+def plot_frontier(points: Sequence[FrontierPoint], scorer: str, path: Path) -> Path:
+    """EMT and toxicity probability against distinct-2 per run, plain sampling as the baseline
+    curve, each point with its 95% EMT interval and its perplexity."""
+    fig = _new_figure(11, 4.6)
+    panels = (("emt", "EMT"), ("tp_prompt", "Toxicity probability (prompt)"))
+    for column, (field, title) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, 2, column)
+        plain = sorted(
+            (p for p in points if p.method == "vanilla" and p.distinct_2 is not None),
+            key=lambda p: p.distinct_2 or 0.0,
+        )
+        if len(plain) > 1:
+            ax.plot(
+                [p.distinct_2 for p in plain],
+                [getattr(p, field) for p in plain],
+                linestyle="--",
+                color="grey",
+                label="plain sampling",
+            )
+        for point in points:
+            value = getattr(point, field)
+            if value is None or point.distinct_2 is None:
+                continue
+            errors = None
+            if field == "emt" and point.emt_ci_low is not None and point.emt_ci_high is not None:
+                errors = [[value - point.emt_ci_low], [point.emt_ci_high - value]]
+            marker = "o" if point.method == "vanilla" else "s"
+            ax.errorbar([point.distinct_2], [value], yerr=errors, fmt=marker, capsize=3)
+            ppl = "-" if point.ppl is None else f"{point.ppl:.1f}"
+            ax.annotate(
+                f"{point.run}\nPPL {ppl}",
+                (point.distinct_2, value),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+            )
+        ax.set_xlabel("distinct-2 (higher: more diverse)")
+        ax.set_ylabel(title)
+        ax.set_title(f"{title} against diversity")
+        if len(plain) > 1 and column == 1:
+            ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"Toxicity / diversity frontier, 95% bootstrap intervals (scorer: {scorer})")
     _save(fig, path)
     return path

@@ -65,12 +65,33 @@ class PairedComparison(BaseModel):
     n_prompts: int
 
 
+class FrontierPoint(BaseModel):
+    """One run on the toxicity / diversity frontier (all prompts), against plain sampling.
+
+    ``beats_plain``: EMT below every plain-sampling run (``vanilla`` and its sweep values) whose
+    distinct-2 is at least this run's; None when no plain run is that diverse.
+    ``ppl_ratio``: perplexity over that of ``vanilla`` (the base setting).
+    """
+
+    run: str
+    method: str
+    emt: float | None
+    emt_ci_low: float | None
+    emt_ci_high: float | None
+    tp_prompt: float | None
+    distinct_2: float | None
+    ppl: float | None
+    ppl_ratio: float | None
+    beats_plain: bool | None
+
+
 class EvalReport(BaseModel):
     """``report.json``."""
 
     settings: dict[str, object]
     methods: dict[str, dict[str, SplitMetrics]]
     paired_vs_vanilla: dict[str, PairedComparison] = Field(default_factory=dict)
+    frontier: list[FrontierPoint] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     plots: list[str] = Field(default_factory=list)
 
@@ -207,7 +228,7 @@ def build_report(
 ) -> EvalReport:
     """Aggregate scored generations into the report (metrics, intervals, paired deltas)."""
     settings = manifest.settings
-    by_method = group_by_method(generations, settings.methods)
+    by_method = group_by_method(generations, settings.run_labels)
     methods: dict[str, dict[str, SplitMetrics]] = {}
     for name, gens in by_method.items():
         methods[name] = {

@@ -37,6 +37,7 @@ from detox_eval.rtp.store import (
     scorer_label,
     write_generations,
 )
+from detox_eval.rtp.sweep import plan_runs
 from detox_eval.run_folder import GENERATIONS_NAME, Shard, open_run, shard_complete
 
 
@@ -69,30 +70,31 @@ def generate_all(
     """Sample every method on the shard's items; returns how many samples were made now."""
     own = shard_items(prompts, settings.samples, settings.batch_size, shard)
     made = 0
+    runs = plan_runs(settings.methods, settings.variants, settings.method)
     with JsonlWriter(directory / GENERATIONS_NAME, key=generation_key) as writer:
-        for name in settings.methods:
-            if all((name, pid, k) in writer.done for pid, k in own):
+        for run in runs:
+            if all((run.label, pid, k) in writer.done for pid, k in own):
                 continue
-            method = get_method(name)
-            lm = models.for_method(name)  # load before the clock starts
+            lm = models.for_method(run.method)  # load before the clock starts
             # Items of other shards count as done, so this shard decodes only its own chunks,
             # with the same batches and seeds as a single-process run.
-            writer.done |= foreign_keys(prompts, settings.samples, settings.batch_size, shard, name)
-
+            writer.done |= foreign_keys(
+                prompts, settings.samples, settings.batch_size, shard, run.label
+            )
             start = time.perf_counter()
             new = run_sampling(
                 prompts,
-                batch_decoder(method, lm, settings.method),
+                batch_decoder(get_method(run.method), lm, run.settings),
                 samples=settings.samples,
                 batch_size=settings.batch_size,
                 seed=settings.seed,
-                method=name,
-                model_name=models.label(name),
+                method=run.label,
+                model_name=models.label(run.method),
                 writer=writer,
-                description=f"generating ({name})",
+                description=f"generating ({run.label})",
             )
             made += len(new)
-            manifest.add_time(name, time.perf_counter() - start)
+            manifest.add_time(run.label, time.perf_counter() - start)
             manifest.save(directory)
     return made
 
@@ -152,7 +154,8 @@ def run_rtp(
     0) and the number of samples this process generated now."""
     group = group or current_group()
     options = group.model_options(options)
-    check_methods(settings.methods, settings.model, settings.method)
+    for run in plan_runs(settings.methods, settings.variants, settings.method):
+        check_methods([run.method], settings.model, run.settings)
     if group.size == 1:
         with output_lock(out):
             manifest, generations, made = run_share(settings, out, Shard(), options)

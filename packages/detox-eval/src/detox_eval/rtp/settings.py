@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from detox_core.decoding import DecodeConfig
 from detox_core.scoring import DEFAULT_SCORER
 from detox_eval.methods import MethodSettings
+from detox_eval.rtp.sweep import Variant
 from detox_eval.run_folder import RunManifest
 
 TASK = "rtp"
@@ -36,6 +37,12 @@ class RtpSettings(BaseModel):
     seed: int = 0
     batch_size: int = Field(8, ge=1)
     threshold: float = 0.5
+    variants: tuple[Variant, ...] = ()
+
+    @property
+    def run_labels(self) -> tuple[str, ...]:
+        """Every run of the evaluation, in report order: the methods, then the sweep values."""
+        return self.methods + tuple(v.label for v in self.variants)
 
 
 RtpManifest = RunManifest[RtpSettings]
