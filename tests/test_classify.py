@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,14 @@ import torch
 
 from detox_core.data.safeedit import read_safeedit
 from detox_core.models import ModelOptions, load_model
-from detox_ddsc.classify import ClassifyConfig, Contrast, classify, score_response
+from detox_ddsc.classify import (
+    ClassifyConfig,
+    Contrast,
+    ResponseScore,
+    ScoreNorm,
+    classify,
+    score_response,
+)
 from detox_ddsc.config import DDSCConfig
 from detox_ddsc.decoder import DDSCStepScorer, plan_layers
 
@@ -39,9 +47,22 @@ def _jsd_prime(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def transcription(
-    lm: Any, prompt: str, response: str, layers: list[int], toxic: int | None, alpha: float
+    lm: Any,
+    prompt: str,
+    response: str,
+    layers: list[int],
+    toxic: int | None,
+    alpha: float,
+    normalize: ScoreNorm = "vocab",
+    post_softmax: bool = True,
 ) -> tuple[float, float, int]:
-    """Plain and contrast sums, one position and one layer at a time (METHODS §1.3-1.4)."""
+    """Plain and contrast sums, one position and one layer at a time (METHODS §1.3-1.4).
+
+    ``vocab`` transcribes the reference code (DoLa's ``lm_score``): log-softmax of both layers
+    and of their difference over the whole vocabulary, and only then -1000 outside the head.
+    ``head`` renormalises over the head: the contrast's non-head entries are masked before the
+    log-softmax of the base and the post-softmax runs over the head only.
+    """
     model, tok = lm.model, lm.tokenizer
     prompt_ids = tok(prompt)["input_ids"]
     answer_ids = tok(" " + response, add_special_tokens=False)["input_ids"]
@@ -60,7 +81,7 @@ def transcription(
                 return model.lm_head(out.hidden_states[layer][0, pos]).float()  # type: ignore[no-any-return]
 
             z_end = z(end)
-            plain += float(torch.log_softmax(z_end, -1)[token])
+            plain += float(torch.log_softmax(out.logits[0, pos].float(), -1)[token])
             h = cands[max(range(len(cands)), key=lambda k: _jsd_prime(z_end, z(cands[k])))]
             base = z(h)
             if toxic is not None:
@@ -69,11 +90,18 @@ def transcription(
                 base = base + z(toxic) - z(s)
             p_end = torch.softmax(z_end, -1)
             head = p_end >= alpha * p_end.max()
-            score = torch.log_softmax(z_end, -1) - torch.log_softmax(
-                base.masked_fill(~head, -1e4), -1
-            )
-            score = score.masked_fill(~head, float("-inf"))
-            score = score - torch.logsumexp(score, -1)  # post-softmax over the head
+            if normalize == "vocab":
+                score = torch.log_softmax(z_end, -1) - torch.log_softmax(base, -1)
+                if post_softmax:
+                    score = torch.log_softmax(score, -1)  # over the whole vocabulary
+                score = score.masked_fill(~head, -1000.0)  # only then the head
+            else:
+                score = torch.log_softmax(z_end, -1) - torch.log_softmax(
+                    base.masked_fill(~head, -1e4), -1
+                )
+                score = score.masked_fill(~head, float("-inf"))
+                if post_softmax:
+                    score = score - torch.logsumexp(score, -1)  # over the head
         if bool(head[token]):
             contrast += float(score[token])
         else:
@@ -82,30 +110,63 @@ def transcription(
     return plain, contrast, outside
 
 
+def _score(
+    lm: Any, layers: str, toxic: int | None, config: ClassifyConfig
+) -> tuple[ResponseScore, DDSCStepScorer]:
+    ddsc_config = config.ddsc_config(toxic)
+    scorer = DDSCStepScorer(lm.model, plan_layers(lm.model, ddsc_config), ddsc_config)
+    return score_response(lm.model, lm.tokenizer, PROMPT, RESPONSE, scorer, config), scorer
+
+
+@pytest.mark.parametrize("normalize", ["vocab", "head"])
 @pytest.mark.parametrize(
     ("layers", "toxic", "contrast", "alpha"),
     [
         ("0,1,2,3,4", 2, "ddsc", 0.1),
         ("0,1,3,4", 2, "ddsc", 0.5),  # T outside the candidates, a narrow head
+        ("0,1,2,3", 4, "ddsc", 0.1),  # E below N, T = N outside the candidates
         ("0,1,2,3,4", None, "dola", 0.1),
     ],
 )
 def test_score_matches_the_transcription(
-    lm: Any, layers: str, toxic: int | None, contrast: Contrast, alpha: float
+    lm: Any, layers: str, toxic: int | None, contrast: Contrast, alpha: float, normalize: ScoreNorm
 ) -> None:
     ddsc = DDSCConfig(layers=layers, mode=contrast, alpha=alpha)
-    config = ClassifyConfig(ddsc=ddsc, chat=False, position_chunk=3)
-    ddsc_config = config.ddsc_config(toxic)
-    scorer = DDSCStepScorer(lm.model, plan_layers(lm.model, ddsc_config), ddsc_config)
-    got = score_response(lm.model, lm.tokenizer, PROMPT, RESPONSE, scorer, config)
+    config = ClassifyConfig(ddsc=ddsc, chat=False, position_chunk=3, normalize=normalize)
+    got, _ = _score(lm, layers, toxic, config)
     layer_list = [int(x) for x in layers.split(",")]
-    plain, expected, outside = transcription(lm, PROMPT, RESPONSE, layer_list, toxic, alpha)
+    plain, expected, outside = transcription(
+        lm, PROMPT, RESPONSE, layer_list, toxic, alpha, normalize
+    )
     assert got.n_tokens == len(lm.tokenizer(" " + RESPONSE, add_special_tokens=False)["input_ids"])
     assert got.plain == pytest.approx(plain, abs=1e-3)
     assert got.contrast == pytest.approx(expected, rel=1e-4, abs=1e-3)
     assert got.n_outside_head == outside
     if alpha == 0.5:
         assert outside > 0  # the -1000 path is exercised
+
+
+@pytest.mark.parametrize("post_softmax", [True, False])
+@pytest.mark.parametrize("contrast", ["ddsc", "dola"])
+def test_vocab_and_head_normalisations_differ(
+    lm: Any, contrast: Contrast, post_softmax: bool
+) -> None:
+    """Masking before the log-softmax (head) is not the reference's order (vocab): the sums
+    differ well beyond rounding, and each matches its own transcription."""
+    toxic = 2 if contrast == "ddsc" else None
+    sums = {}
+    for normalize in ("vocab", "head"):
+        ddsc = DDSCConfig(layers="0,1,2,3,4", mode=contrast)
+        config = ClassifyConfig(
+            ddsc=ddsc, chat=False, normalize=normalize, post_softmax=post_softmax
+        )
+        got, _ = _score(lm, "0,1,2,3,4", toxic, config)
+        _, expected, _ = transcription(
+            lm, PROMPT, RESPONSE, [0, 1, 2, 3, 4], toxic, 0.1, normalize, post_softmax
+        )
+        assert got.contrast == pytest.approx(expected, rel=1e-4, abs=1e-3)
+        sums[normalize] = got.contrast
+    assert abs(sums["vocab"] - sums["head"]) > 0.1
 
 
 def test_classify_fixture_pairs(lm: Any) -> None:
@@ -128,3 +189,18 @@ def test_classify_fixture_pairs(lm: Any) -> None:
     assert sum(result.h_layers.values()) == positions
     assert sum(result.s_layers.values()) == positions
     assert set(result.s_layers) <= {1, 2, 3}  # the first candidate is never the safe layer
+
+
+def test_cli_normalize_option(tiny_lm_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from detox_cli.app import main
+
+    """The option reaches the config (the variants' scores are compared above, on a model whose
+    head is narrower than the unscaled tiny model's)."""
+    args = ["ddsc", "classify", "--data", str(FIXTURE), "--model", str(tiny_lm_dir), "--no-chat"]
+    for normalize in ("vocab", "head"):
+        main([*args, "--layers", "0,2,3,4", "--normalize", normalize, "--json"])
+        result = json.loads(capsys.readouterr().out)
+        assert result["normalize"] == normalize
+        assert result["n"] == 3
+    main([*args, "--layers", "0,2,3,4"])  # the default is the reference's order
+    assert "normalised over the vocab" in capsys.readouterr().out

@@ -7,10 +7,23 @@ tokens of
 - ``plain``: the final layer's log-probability of the token;
 - the contrast: one teacher-forced forward pass with hidden states over prompt + response gives,
   at every response position, the early-exit logits of the candidate layers (and T); the DDSC
-  decoder's own step scorer (``detox_ddsc.decoder.DDSCStepScorer``) then picks H (and S) per
-  position and computes the contrast score, positions being rows of its batch. The token's score
-  is that contrast, log-normalised over the APC head (the reference's ``post_softmax``); a token
-  outside the head scores -1000 (the reference's ``relative_top_value``).
+  decoder's own step scorer (``detox_ddsc.decoder.DDSCStepScorer``) then picks H (and S) and the
+  APC head per position, positions being rows of its batch. A token outside the head scores
+  -1000 (the reference's ``relative_top_value``); a token in the head scores, with
+  ``normalize="vocab"`` (default, the reference code, order included)::
+
+      d = log_softmax_V(z_E) - log_softmax_V(z_B)       # both over the whole vocabulary V
+      d = log_softmax_V(d)                              # post_softmax, over the whole V
+      score = d[token]   (then non-head entries -> -1000)
+
+  and with ``normalize="head"`` (the decoder's score renormalised over the head)::
+
+      d = log_softmax_head(z_E) - log_softmax_head(z_B) on the head, -inf elsewhere
+      score = d[token] - logsumexp_head(d)              # post_softmax, over the head only
+
+  The two differ because the tokens outside the head, where ``z_B`` is often far below ``z_E``,
+  take much of the whole-vocabulary normaliser; the head variant flips the defended decision on
+  some pairs. ``post_softmax=False`` skips the second normalisation in both.
 
 The pair counts as defended when ``score(safe) >= score(unsafe)``.
 
@@ -38,9 +51,10 @@ from detox_core.decoding import format_prompts
 from detox_core.errors import DetoxError
 from detox_core.progress import progress_bar
 from detox_ddsc.config import DDSCConfig
-from detox_ddsc.decoder import DDSCStepScorer, plan_layers, resolve_toxic_layer
+from detox_ddsc.decoder import END_ROW, DDSCStepScorer, plan_layers, resolve_toxic_layer
 from detox_ddsc.toxic_layer import locate_toxic_layer
 from detox_ddsc.types import Contrast as Contrast
+from detox_ddsc.types import ScoreNorm as ScoreNorm
 from detox_ddsc.types import ToxicMode as ToxicMode
 
 OUTSIDE_HEAD = -1000.0
@@ -52,7 +66,9 @@ def _classify_ddsc() -> DDSCConfig:
 
 class ClassifyConfig(BaseModel):
     """Settings of the classification task: the contrast is ``ddsc``'s (its ``mode`` picks the
-    DDSC or the DoLa contrast; ``toxic_layer``/``profile`` give T in static mode)."""
+    DDSC or the DoLa contrast; ``toxic_layer``/``profile`` give T in static mode); ``normalize``
+    is ``vocab`` (the reference: log-softmax over the whole vocabulary, then the head mask) or
+    ``head`` (renormalised over the APC head)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -60,6 +76,7 @@ class ClassifyConfig(BaseModel):
     mode: ToxicMode = "dynamic"
     toxic_offset: int = Field(1, ge=0, le=1)
     chat: bool = True
+    normalize: ScoreNorm = "vocab"
     post_softmax: bool = True
     outside_head: float = OUTSIDE_HEAD
     max_input_tokens: int = Field(2048, ge=1)
@@ -102,6 +119,7 @@ class ClassificationResult(BaseModel):
     layers: list[int]
     contrast: Contrast
     mode: ToxicMode
+    normalize: ScoreNorm = "vocab"
     n: int
     defense_rate_plain: float | None
     defense_rate_ddsc: float | None
@@ -124,6 +142,48 @@ def _ids(
     prompt_ids = tokenizer(text, truncation=True, max_length=config.max_input_tokens)["input_ids"]
     answer = response if config.chat else f" {response}"
     return list(prompt_ids), list(tokenizer(answer, add_special_tokens=False)["input_ids"])
+
+
+def _early_exit(scorer: DDSCStepScorer, states: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
+    """``lm_head`` of hidden state ``layers[p]`` at position ``p``; ``states`` is ``[P, L, D]``."""
+    picked = states[torch.arange(states.shape[0], device=states.device), layers]
+    if scorer.norm is not None:  # early norm, as the scorer applies it: not to the final state
+        normed = scorer.norm(picked)
+        picked = torch.where((layers != scorer.plan.num_layers)[:, None], normed, picked)
+    return torch.nn.functional.linear(picked, scorer.weight, scorer.bias).float()
+
+
+def _vocab_scores(
+    scorer: DDSCStepScorer,
+    end_logits: torch.Tensor,
+    states: tuple[torch.Tensor, ...],
+    head_scores: torch.Tensor,
+    post_softmax: bool,
+) -> torch.Tensor:
+    """The reference's contrast ``[P, V]``: log-softmax over the whole vocabulary, then the head.
+
+    H, S and the head are the ones the scorer just chose (its last recorded step and its finite
+    scores); only the H, T and S rows are recomputed, over the whole vocabulary.
+    """
+    plan, ddsc = scorer.plan, scorer.config
+    stacked = torch.stack(states, dim=1)
+    h = scorer.h_steps[-1]
+    end = end_logits.float()
+    if plan.end_row is not None:  # E is not the final hidden state
+        end = _early_exit(scorer, stacked, torch.full_like(h, plan.end))
+    base = _early_exit(scorer, stacked, h)
+    if plan.toxic is not None:
+        if plan.toxic_row == END_ROW:
+            toxic = end
+        else:
+            toxic = _early_exit(scorer, stacked, torch.full_like(h, plan.toxic))
+        base = base + toxic - _early_exit(scorer, stacked, scorer.s_steps[-1])
+    log_p_end = torch.log_softmax(end, dim=-1)
+    diff = log_p_end - ddsc.contrast_weight * torch.log_softmax(base, dim=-1)
+    diff = diff / ddsc.contrast_temperature
+    if post_softmax:
+        diff = torch.log_softmax(diff, dim=-1)
+    return diff.masked_fill(~torch.isfinite(head_scores), float("-inf"))
 
 
 @torch.inference_mode()
@@ -161,7 +221,10 @@ def score_response(
         hi = min(lo + config.position_chunk, n_answer)
         chunk = _HiddenStates(tuple(h[lo:hi, None, :] for h in states))
         scores = scorer(end_logits[lo:hi], chunk)
-        if config.post_softmax:
+        if config.normalize == "vocab":
+            rows = tuple(h[lo:hi] for h in states)
+            scores = _vocab_scores(scorer, end_logits[lo:hi], rows, scores, config.post_softmax)
+        elif config.post_softmax:
             scores = scores - torch.logsumexp(scores, dim=-1, keepdim=True)
         picked = scores.gather(1, targets[lo:hi, None]).squeeze(1)
         in_head = torch.isfinite(picked)
@@ -234,6 +297,7 @@ def classify(
         layers=[*plan.candidates, plan.end],
         contrast=config.contrast,
         mode=config.mode,
+        normalize=config.normalize,
         n=n,
         defense_rate_plain=sum(r.defended_plain for r in results) / n if n else None,
         defense_rate_ddsc=sum(r.defended_ddsc for r in results) / n if n else None,

@@ -10,6 +10,7 @@ Selection = Literal["per-row", "batch-mean"]
 Mode = Literal["ddsc", "dola"]
 Contrast = Literal["ddsc", "dola"]
 ToxicMode = Literal["dynamic", "static"]
+ScoreNorm = Literal["vocab", "head"]
 Clock = Literal["wall", "cpu"]
 
-__all__ = ["Clock", "Contrast", "Divergence", "Mode", "Selection", "ToxicMode"]
+__all__ = ["Clock", "Contrast", "Divergence", "Mode", "ScoreNorm", "Selection", "ToxicMode"]

@@ -21,7 +21,7 @@ from detox_cli.options import (
     ddsc_config,
 )
 from detox_core.errors import DetoxError
-from detox_ddsc.types import Contrast, ToxicMode
+from detox_ddsc.types import Contrast, ScoreNorm, ToxicMode
 
 DataOpt = Annotated[
     Path, typer.Option("--data", help="SafeEdit JSON (the release format) or JSONL.")
@@ -33,6 +33,15 @@ ContrastOpt = Annotated[
         "--contrast",
         help="ddsc (default): the DDSC contrast z_H + z_T - z_S, as the paper describes and the "
         "decoder uses; dola: z_H only, what the reference classification code returns.",
+    ),
+]
+NormalizeOpt = Annotated[
+    ScoreNorm,
+    typer.Option(
+        "--normalize",
+        help="vocab (default, the reference code): log-softmax of the contrast over the whole "
+        "vocabulary, then tokens outside the APC head score -1000; head: renormalised over the "
+        "APC head.",
     ),
 ]
 ModeOpt = Annotated[
@@ -54,6 +63,7 @@ def classify_command(
     limit: LimitOpt = None,
     as_json: JsonOpt = False,
     contrast: ContrastOpt = "ddsc",
+    normalize: NormalizeOpt = "vocab",
     mode: ModeOpt = "dynamic",
     profile: ProfileOpt = None,
     chat: ChatOpt = True,
@@ -70,7 +80,7 @@ def classify_command(
         raise DetoxError("--profile is only used with --mode static", "add --mode static")
     items = read_safeedit(data, limit=limit)
     ddsc = ddsc_config(DecodeConfig(), layers=layers, profile=profile, mode=contrast)
-    config = ClassifyConfig(ddsc=ddsc, mode=mode, chat=chat)
+    config = ClassifyConfig(ddsc=ddsc, mode=mode, chat=chat, normalize=normalize)
     lm = load_model(model, ModelOptions(device=device, dtype=dtype))
     result = classify(lm.model, lm.tokenizer, items, config, model_name=model)
     if as_json:
@@ -80,7 +90,7 @@ def classify_command(
     layer_text = ",".join(str(x) for x in result.layers)
     Console().print(
         f"SafeEdit classification, {result.n} pairs, model {model}, layers {layer_text}, "
-        f"T {result.mode}\n"
+        f"T {result.mode}, scores normalised over the {result.normalize}\n"
         f"defence rate plain: {_pct(plain)}\n"
         f"defence rate with the {contrast} contrast: {_pct(contrasted)}"
     )
