@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from detox_ddsc.config import DDSCConfig, Divergence, Mode, Selection
     from detox_ddsc.decoder import DDSCOutput, DDSCStepScorer, LayerPlan, generate, plan_layers
+    from detox_ddsc.hf_generate import custom_generate, custom_generate_folder
     from detox_ddsc.layers import parse_layers
     from detox_ddsc.pairs import read_pairs
     from detox_ddsc.toxic_layer import (
@@ -31,6 +32,8 @@ _MODULES = {
     "LayerPlan": "decoder",
     "generate": "decoder",
     "plan_layers": "decoder",
+    "custom_generate": "hf_generate",
+    "custom_generate_folder": "hf_generate",
     "parse_layers": "layers",
     "read_pairs": "pairs",
     "ToxicLayerProfile": "toxic_layer",
@@ -48,6 +51,8 @@ __all__ = [
     "Mode",
     "Selection",
     "ToxicLayerProfile",
+    "custom_generate",
+    "custom_generate_folder",
     "generate",
     "load_default_profile",
     "load_profile",
