@@ -208,3 +208,22 @@ def test_hub_folder_runs_offline_with_trust_remote_code(
     assert _new_tokens(lm, out) == _reference(lm, DDSCConfig(layers="0,2,4", mode="dola"))
     with pytest.raises(ValueError, match="trust_remote_code"):
         lm.model.generate(**_inputs(lm), custom_generate=str(repo), **kwargs)
+
+
+def test_sampling_samples(lm: Any) -> None:
+    """Different seeds give different continuations; the same seed the same one."""
+    kwargs: dict[str, Any] = {
+        "custom_generate": detox_ddsc.custom_generate,
+        "ddsc_layers": "all",
+        "ddsc_toxic_layer": 2,
+        "ddsc_alpha": 1e-3,  # a wide head, so that sampling has a choice
+        "do_sample": True,
+        "top_p": 1.0,
+        "max_new_tokens": NEW,
+    }
+    runs = []
+    for seed in (0, 1, 0):
+        torch.manual_seed(seed)
+        runs.append(lm.model.generate(**_inputs(lm), **kwargs))
+    assert torch.equal(runs[0], runs[2])
+    assert not torch.equal(runs[0], runs[1])
