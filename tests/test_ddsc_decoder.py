@@ -221,6 +221,28 @@ def test_weight_scales_the_contrast_and_temperature_divides_it(lm: Any) -> None:
     assert torch.allclose(scores[1.0, 0.5][head], 2 * scores[1.0, 1.0][head], atol=1e-5)
 
 
+def test_safety_only_contrasts_the_toxic_and_safe_layers_alone(lm: Any) -> None:
+    # safety_only: log q_B = log_softmax over the head of z_T - z_S (no z_H).
+    _, _, _, outputs, logits = reference_step(lm, PROMPTS, [0, 1, 2, 4], 3)
+    config = DDSCConfig(layers="0,1,2,4", toxic_layer=3, safety_only=True)
+    scorer = DDSCStepScorer(lm.model, plan_layers(lm.model, config), config)
+    with torch.no_grad():
+        ours = scorer(logits, outputs)
+        rows = scorer.head_logits(outputs)
+    head = torch.isfinite(ours)
+    batch = torch.arange(logits.shape[0])
+    s = torch.stack(scorer.s_steps)[-1]  # the safe layer (a hidden-state index) of each row
+    safe_row = torch.tensor([list(scorer.plan.rows).index(int(x)) for x in s])
+    toxic = rows[:, scorer.plan.rows.index(3)]
+    base = (toxic - rows[batch, safe_row]).float().masked_fill(~head, float("-inf"))
+    expected = torch.log_softmax(logits.float(), -1) - torch.log_softmax(base, -1)
+    assert torch.allclose(ours[head], expected[head], atol=1e-4)
+    full = DDSCConfig(layers="0,1,2,4", toxic_layer=3)
+    reference = DDSCStepScorer(lm.model, plan_layers(lm.model, full), full)
+    with torch.no_grad():
+        assert not torch.allclose(reference(logits, outputs)[head], ours[head], atol=1e-3)
+
+
 def test_tiny_contrast_temperature_samples_the_greedy_path(lm: Any) -> None:
     greedy = DDSCConfig(
         layers="all", toxic_layer=2, decode=DecodeConfig(max_new_tokens=6, greedy=True)

@@ -223,3 +223,29 @@ def test_random_logits_property(
     both = torch.isfinite(ours) & torch.isfinite(ref)
     torch.testing.assert_close(ours[both], ref[both], rtol=1e-5, atol=1e-5)
     assert bool(torch.isfinite(ours).any(dim=-1).all())  # the top token is always kept
+
+
+@pytest.mark.parametrize(("vocab", "dtype"), [(1001, torch.float32), (49153, torch.bfloat16)])
+def test_safety_only_contrast_matches_reference_and_formula(vocab: int, dtype: torch.dtype) -> None:
+    from detox_kernels.fused_torch import contrast_scores_fused
+
+    end, toxic, cands, h, s = step_logits(3, 5, vocab, dtype, seed=vocab + 2)
+    ref = contrast_scores_torch(end, cands, h, toxic, s, 0.1, 1.0, with_h=False)
+    assert_scores_match(contrast_scores_triton(end, cands, h, toxic, s, 0.1, 1.0, False), ref)
+    assert_scores_match(contrast_scores_fused(end, cands, h, toxic, s, 0.1, 1.0, False), ref)
+    # by hand: z_B = z_T - z_S, log-softmax over the head, score log p_E - log q_B
+    rows = torch.arange(3)
+    log_p = torch.log_softmax(end.float(), dim=-1)
+    head = torch.isfinite(ref)
+    base = (toxic.float() - cands[rows, s].float()).masked_fill(~head, float("-inf"))
+    expected = log_p - torch.log_softmax(base, dim=-1)
+    torch.testing.assert_close(ref[head], expected[head], rtol=1e-5, atol=1e-5)
+    # H is not read: changing every candidate but S leaves the score unchanged
+    other = cands.clone()
+    keep = torch.zeros_like(other, dtype=torch.bool)
+    keep[rows, s] = True
+    other = torch.where(keep, other, torch.randn_like(other))
+    again = contrast_scores_torch(end, other, h, toxic, s, 0.1, 1.0, with_h=False)
+    torch.testing.assert_close(again[head], ref[head])
+    with pytest.raises(ValueError, match="needs the toxic layer"):
+        contrast_scores_torch(end, cands, h, None, None, 0.1, 1.0, with_h=False)

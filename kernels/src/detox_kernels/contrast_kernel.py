@@ -2,7 +2,8 @@
 
 One program per batch row. Pass 1: online log-sum-exp (and maximum) of the end row, which gives
 the head threshold ``log p_E >= max log p_E + log alpha``. Pass 2: online log-sum-exp over the
-head of the base logits ``z_B = z_H + z_T - z_S`` (DDSC) or ``z_H`` (DoLa), with rows H and S
+head of the base logits ``z_B = z_H + z_T - z_S`` (DDSC), ``z_T - z_S`` (safety-only) or ``z_H``
+(DoLa), with rows H and S
 read from the candidates by per-row index (no gather is materialised). Pass 3 writes the score.
 Semantics: ``detox_kernels.reference.contrast_scores_torch``.
 """
@@ -15,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from detox_kernels.reference import check_contrast_terms
 from detox_kernels.triton_common import (
     block_size,
     check_logits,
@@ -36,9 +38,13 @@ def _base_logits(
     offs: tl.tensor,
     mask: tl.tensor,
     HAS_TOXIC: tl.constexpr,
+    HAS_H: tl.constexpr,
 ) -> tl.tensor:
-    """``z_H + z_T - z_S`` (or ``z_H``) for one block, in float32."""
-    base = tl.load(cand_h + offs, mask=mask, other=float("-inf")).to(tl.float32)
+    """``z_H + z_T - z_S``, ``z_T - z_S`` (no H) or ``z_H`` for one block, in float32."""
+    if HAS_H:
+        base = tl.load(cand_h + offs, mask=mask, other=float("-inf")).to(tl.float32)
+    else:
+        base = tl.where(mask, 0.0, float("-inf"))
     if HAS_TOXIC:
         t = tl.load(toxic_row + offs, mask=mask, other=0.0).to(tl.float32)
         z_s = tl.load(cand_s + offs, mask=mask, other=0.0).to(tl.float32)
@@ -63,6 +69,7 @@ def _contrast_kernel(
     log_alpha: float,
     weight: float,
     HAS_TOXIC: tl.constexpr,
+    HAS_H: tl.constexpr,
     BLOCK_V: tl.constexpr,
 ) -> None:
     row = tl.program_id(0).to(tl.int64)
@@ -94,7 +101,7 @@ def _contrast_kernel(
         mask = offs < V
         e = tl.load(end_row + offs, mask=mask, other=float("-inf")).to(tl.float32)
         head = (e - lse_e) >= threshold
-        base = _base_logits(cand_h, cand_s, toxic_row, offs, mask, HAS_TOXIC)
+        base = _base_logits(cand_h, cand_s, toxic_row, offs, mask, HAS_TOXIC, HAS_H)
         m_b, s_b = lse_update(m_b, s_b, tl.where(head, base, float("-inf")))
     _, lse_b = lse_finish(m_b, s_b, 0)
 
@@ -105,7 +112,7 @@ def _contrast_kernel(
         e = tl.load(end_row + offs, mask=mask, other=float("-inf")).to(tl.float32)
         lp_e = e - lse_e
         head = lp_e >= threshold
-        base = _base_logits(cand_h, cand_s, toxic_row, offs, mask, HAS_TOXIC)
+        base = _base_logits(cand_h, cand_s, toxic_row, offs, mask, HAS_TOXIC, HAS_H)
         score = lp_e - weight * (base - lse_b)
         tl.store(out_row + offs, tl.where(head, score, float("-inf")), mask=mask)
 
@@ -118,6 +125,7 @@ def contrast_scores_triton(
     s: torch.Tensor | None = None,
     alpha: float = 0.1,
     weight: float = 1.0,
+    with_h: bool = True,
 ) -> torch.Tensor:
     """Fused APC head mask and contrast score ``[B, V]`` float32; same as ``contrast_scores_torch``.
 
@@ -125,8 +133,7 @@ def contrast_scores_triton(
     not bounds-checked on the device). ``toxic=None`` gives the DoLa contrast against ``z_H``.
     """
     batch, _, vocab = check_logits(end, cands, toxic)
-    if toxic is not None and s is None:
-        raise ValueError("the DDSC contrast needs the safe layer index s")
+    check_contrast_terms(toxic, s, with_h)
     if alpha <= 0:
         raise ValueError(f"alpha must be > 0, got {alpha}")
     for name, index in (("h", h), ("s", s)):
@@ -156,6 +163,7 @@ def contrast_scores_triton(
             math.log(alpha),
             float(weight),
             HAS_TOXIC=toxic is not None,
+            HAS_H=with_h,
             BLOCK_V=block_size(vocab, end.device, GPU_BLOCK_V),
             num_warps=GPU_NUM_WARPS,
         )

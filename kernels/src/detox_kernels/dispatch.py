@@ -65,15 +65,18 @@ def contrast_scores(
     s: torch.Tensor | None = None,
     alpha: float = 0.1,
     weight: float = 1.0,
+    with_h: bool = True,
 ) -> torch.Tensor:
     """APC head mask and contrast score (see ``contrast_scores_torch`` for the semantics)."""
     if use_triton(end):
         from detox_kernels.contrast_kernel import contrast_scores_triton
 
-        scores: torch.Tensor = contrast_scores_triton(end, cands, h, toxic, s, alpha, weight)
+        scores: torch.Tensor = contrast_scores_triton(
+            end, cands, h, toxic, s, alpha, weight, with_h
+        )
         return scores
     if os.environ.get("DETOX_KERNELS") == "torch":
-        return contrast_scores_torch(end, cands, h, toxic, s, alpha, weight)
+        return contrast_scores_torch(end, cands, h, toxic, s, alpha, weight, with_h)
     from detox_kernels.fused_torch import contrast_scores_fused
 
-    return contrast_scores_fused(end, cands, h, toxic, s, alpha, weight)
+    return contrast_scores_fused(end, cands, h, toxic, s, alpha, weight, with_h)

@@ -26,7 +26,12 @@ import threading
 
 import torch
 
-from detox_kernels.reference import Divergence, LayerSelection, select_layers_torch
+from detox_kernels.reference import (
+    Divergence,
+    LayerSelection,
+    check_contrast_terms,
+    select_layers_torch,
+)
 
 TINY = torch.finfo(torch.float32).tiny  # smallest normal float32
 LOG_2 = math.log(2.0)
@@ -145,16 +150,16 @@ def contrast_scores_fused(
     s: torch.Tensor | None = None,
     alpha: float = 0.1,
     weight: float = 1.0,
+    with_h: bool = True,
 ) -> torch.Tensor:
     """``contrast_scores_torch`` with in-place updates (same formula, same operation order)."""
+    check_contrast_terms(toxic, s, with_h)
     rows = torch.arange(end.shape[0], device=end.device)
     log_p_end = torch.log_softmax(end.float(), dim=-1)
     threshold = log_p_end.amax(dim=-1, keepdim=True) + math.log(alpha)
     outside = log_p_end < threshold
-    base = cands[rows, h].float()
-    if toxic is not None:
-        if s is None:
-            raise ValueError("the DDSC contrast needs the safe layer index s")
+    base = cands[rows, h].float() if with_h else torch.zeros_like(log_p_end)
+    if toxic is not None and s is not None:
         base += toxic.float()
         base -= cands[rows, s].float()
     base.masked_fill_(outside, float("-inf"))

@@ -70,6 +70,14 @@ def select_layers_torch(
     return LayerSelection(h, s, div_end, div_toxic)
 
 
+def check_contrast_terms(toxic: torch.Tensor | None, s: torch.Tensor | None, with_h: bool) -> None:
+    """The contrast needs S with a toxic row, and some base term."""
+    if toxic is not None and s is None:
+        raise ValueError("the DDSC contrast needs the safe layer index s")
+    if toxic is None and not with_h:
+        raise ValueError("the safety-only contrast (with_h=False) needs the toxic layer")
+
+
 def contrast_scores_torch(
     end: torch.Tensor,
     cands: torch.Tensor,
@@ -78,23 +86,24 @@ def contrast_scores_torch(
     s: torch.Tensor | None = None,
     alpha: float = 0.1,
     weight: float = 1.0,
+    with_h: bool = True,
 ) -> torch.Tensor:
     """APC head mask and contrast score ``[B, V]`` float32.
 
-    head = {x : p_E(x) >= alpha * max p_E}; base logits ``z_B = z_H + z_T - z_S`` (DDSC) or
-    ``z_H`` (DoLa, when ``toxic`` is None); ``log q_B`` is the log-softmax of ``z_B`` over the head
-    (the reference sets non-head entries to -1000 first); the score is
-    ``log p_E - weight * log q_B`` on the head and ``-inf`` elsewhere. ``weight=1`` is the
-    reference formula; ``weight=0`` is plain decoding restricted to the head.
+    head = {x : p_E(x) >= alpha * max p_E}; base logits ``z_B = z_H + z_T - z_S`` (DDSC),
+    ``z_T - z_S`` (``with_h=False``: the safety-only contrast) or ``z_H`` (DoLa, when ``toxic``
+    is None); ``log q_B`` is the log-softmax of ``z_B`` over the head (the reference sets non-head
+    entries to -1000 first); the score is ``log p_E - weight * log q_B`` on the head and ``-inf``
+    elsewhere. ``weight=1`` is the reference formula; ``weight=0`` is plain decoding restricted
+    to the head.
     """
+    check_contrast_terms(toxic, s, with_h)
     rows = torch.arange(end.shape[0], device=end.device)
     log_p_end = torch.log_softmax(end.float(), dim=-1)
     threshold = log_p_end.max(dim=-1, keepdim=True).values + math.log(alpha)
     head = log_p_end >= threshold
-    base = cands[rows, h].float()
-    if toxic is not None:
-        if s is None:
-            raise ValueError("the DDSC contrast needs the safe layer index s")
+    base = cands[rows, h].float() if with_h else torch.zeros_like(log_p_end)
+    if toxic is not None and s is not None:
         base = base + toxic.float() - cands[rows, s].float()
     base = base.masked_fill(~head, float("-inf"))
     log_q_base = base - torch.logsumexp(base, dim=-1, keepdim=True)

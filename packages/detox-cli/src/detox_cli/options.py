@@ -136,6 +136,10 @@ ContrastTempOpt = Annotated[
         "--contrast-temperature", help="Divide the contrast score by this (1 = reference), > 0."
     ),
 ]
+SafetyOnlyOpt = Annotated[
+    bool,
+    typer.Option("--safety-only", help="Contrast with z_T - z_S only (no hallucination layer H)."),
+]
 
 # DINM (DINMConfig)
 DinmStepsOpt = Annotated[int, typer.Option("--dinm-steps", min=1, help="DINM Adam steps.")]
@@ -183,6 +187,7 @@ def ddsc_config(
     early_norm: bool = False,
     contrast_weight: float = 1.0,
     contrast_temperature: float = 1.0,
+    safety_only: bool = False,
     mode: str = "ddsc",
 ) -> DDSCConfig:
     """The DDSC settings from the shared options (``--toxic-layer`` or ``--profile``, not both)."""
@@ -201,6 +206,7 @@ def ddsc_config(
             "early_norm": early_norm,
             "contrast_weight": contrast_weight,
             "contrast_temperature": contrast_temperature,
+            "safety_only": safety_only,
             "mode": mode,
             "decode": decode,
         }

@@ -32,6 +32,9 @@ class DDSCConfig(BaseModel):
       reference formula, ``w = 0`` is plain decoding restricted to the head.
     - ``contrast_temperature`` tau: the score is divided by tau before the usual logits processors
       and temperature/top-p sampling (tau > 1 flattens the contrast, tau < 1 sharpens it).
+    - ``safety_only``: contrast with ``z_T - z_S`` only, without the hallucination layer H
+      (``ddsc`` mode): the toxic direction without DoLa's factuality contrast, which is what
+      sharpens the distribution; off in the reference.
     - ``decode``: greedy or sampling, temperature, top-p, repetition penalty, seed, max new
       tokens, stop strings, chat template (shared with plain decoding).
     """
@@ -48,6 +51,7 @@ class DDSCConfig(BaseModel):
     mode: Mode = "ddsc"
     contrast_weight: float = Field(1.0, ge=0)
     contrast_temperature: float = Field(1.0, gt=0)
+    safety_only: bool = False
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
 
     @property

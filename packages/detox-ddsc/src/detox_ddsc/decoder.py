@@ -168,7 +168,10 @@ class DDSCStepScorer:
             h = selection.div_end.mean(dim=0).argmax().expand(batch)
             if selection.div_toxic is not None:
                 s = (selection.div_toxic[:, 1:].mean(dim=0).argmax() + 1).expand(batch)
-        scores = contrast_scores(end, cands, h, toxic, s, config.alpha, config.contrast_weight)
+        with_h = not (config.safety_only and toxic is not None)
+        scores = contrast_scores(
+            end, cands, h, toxic, s, config.alpha, config.contrast_weight, with_h
+        )
         if config.contrast_temperature != 1.0:
             scores = scores / config.contrast_temperature
         self.h_steps.append(self.candidate_layers[h])

@@ -28,6 +28,7 @@ from detox_cli.options import (
     PromptOpt,
     PromptsOpt,
     RepPenOpt,
+    SafetyOnlyOpt,
     SamplesOpt,
     SeedOpt,
     SelectionOpt,
@@ -105,6 +106,7 @@ def generate(
     show_layers: ShowLayersOpt = False,
     contrast_weight: WeightOpt = 1.0,
     contrast_temperature: ContrastTempOpt = 1.0,
+    safety_only: SafetyOnlyOpt = False,
     divergence: DivergenceOpt = "reference",
     selection: SelectionOpt = "per-row",
     early_norm: EarlyNormOpt = False,
@@ -141,6 +143,7 @@ def generate(
         early_norm=early_norm,
         contrast_weight=contrast_weight,
         contrast_temperature=contrast_temperature,
+        safety_only=safety_only,
         mode=mode,
     )
     check_ddsc_layers(model, config)  # before the weights are loaded

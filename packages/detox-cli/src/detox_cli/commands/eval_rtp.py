@@ -25,6 +25,7 @@ from detox_cli.options import (
     ProfileOpt,
     RepPenOpt,
     RunOutOpt,
+    SafetyOnlyOpt,
     SamplesOpt,
     ScorerOpt,
     SeedOpt,
@@ -95,6 +96,7 @@ def rtp(
     early_norm: EarlyNormOpt = False,
     contrast_weight: WeightOpt = 1.0,
     contrast_temperature: ContrastTempOpt = 1.0,
+    safety_only: SafetyOnlyOpt = False,
     samples: SamplesOpt = 25,
     max_new_tokens: MaxNewOpt = 20,
     top_p: TopPOpt = 0.9,
@@ -144,6 +146,7 @@ def rtp(
         early_norm=early_norm,
         contrast_weight=contrast_weight,
         contrast_temperature=contrast_temperature,
+        safety_only=safety_only,
     )
     variants = tuple(v for spec in sweep or [] for v in parse_sweep(spec, RTP_TASK))
     settings = RtpSettings(

@@ -27,6 +27,7 @@ from detox_cli.options import (
     ProfileOpt,
     RepPenOpt,
     RunOutOpt,
+    SafetyOnlyOpt,
     SelectionOpt,
     ToxicLayerOpt,
     WeightOpt,
@@ -103,6 +104,7 @@ def safeedit(
     early_norm: EarlyNormOpt = False,
     contrast_weight: WeightOpt = 1.0,
     contrast_temperature: ContrastTempOpt = 1.0,
+    safety_only: SafetyOnlyOpt = False,
     repetition_penalty: RepPenOpt = 1.0,
     chat: ChatOpt = True,
     dinm_steps: DinmStepsOpt = 10,
@@ -146,6 +148,7 @@ def safeedit(
         early_norm=early_norm,
         contrast_weight=contrast_weight,
         contrast_temperature=contrast_temperature,
+        safety_only=safety_only,
     )
     dinm = DINMConfig(steps=dinm_steps, lr=dinm_lr, chat=chat, max_input_tokens=max_input_tokens)
     settings = SafeEditSettings(
