@@ -93,7 +93,7 @@ def test_merged_lora_scorer_matches_the_trainer(
     trainer.save(tmp_path / "w", result)
     texts = [e.text for e in trainer.dev]
     expected = trainer.predict(texts)
-    scorer = ToxMiniLMScorer(tmp_path / "w", device="cpu")
+    scorer = ToxMiniLMScorer(tmp_path / "w", device="cpu", precision="fp32")
     got = scorer.score(texts)
     assert got == pytest.approx(expected, abs=1e-5)
     assert (
@@ -103,7 +103,7 @@ def test_merged_lora_scorer_matches_the_trainer(
 
 
 def test_batched_equals_one_by_one_and_empty_is_missing(trained: Path) -> None:
-    scorer = load_scorer(f"tox-minilm:{trained}", device="cpu")
+    scorer = ToxMiniLMScorer(trained, device="cpu", precision="fp32")
     texts = ["you are a stupid idiot", "", "the weather is nice today", "   ", "we hate the park"]
     batched = scorer.score(texts)
     assert batched[1] is None and batched[3] is None
@@ -115,10 +115,19 @@ def test_batched_equals_one_by_one_and_empty_is_missing(trained: Path) -> None:
     assert scorer.score([]) == []
 
 
+def test_bf16_autocast_stays_close_to_fp32(trained: Path) -> None:
+    texts = ["you are a stupid idiot", "the weather is nice today", "we hate the park"]
+    fp32 = ToxMiniLMScorer(trained, device="cpu", precision="fp32")
+    bf16 = ToxMiniLMScorer(trained, device="cpu", precision="bf16")
+    assert bf16.version == fp32.version + "-bf16"
+    assert bf16.score(texts) == pytest.approx(fp32.score(texts), abs=2e-2)
+
+
 def test_name_and_version_follow_the_weights(trained: Path, tmp_path: Path) -> None:
     scorer = load_scorer(f"tox-minilm:{trained}", device="cpu")
     assert scorer.name == f"tox-minilm:{trained.name}"
-    assert len(scorer.version) == 12 and int(scorer.version, 16) >= 0
+    digest = scorer.version.removesuffix("-bf16")
+    assert len(digest) == 12 and int(digest, 16) >= 0
     copy = tmp_path / trained.name
     shutil.copytree(trained, copy)
     assert load_scorer(f"tox-minilm:{copy}", device="cpu").version == scorer.version

@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel
@@ -31,6 +31,7 @@ HEAD_FILE = "head.safetensors"
 ADAPTER_FILE = "adapter_model.safetensors"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 _PEFT_PREFIX = "base_model.model."
+Precision = Literal["auto", "fp32", "bf16"]
 
 
 class ToxModelConfig(BaseModel):
@@ -135,6 +136,15 @@ def merge_lora(encoder: nn.Module, folder: Path) -> int:
     return merged
 
 
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU has bf16 instructions (AVX512-BF16 or AMX); bf16 is emulated elsewhere."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
 def read_config(folder: Path) -> ToxModelConfig:
     """The folder's ``tox_config.json``; a missing file is a one-line error with the fix."""
     config = folder / CONFIG_FILE
@@ -147,10 +157,18 @@ def read_config(folder: Path) -> ToxModelConfig:
 
 
 class ToxMiniLMScorer:
-    """The distilled judge: encoder (with merged LoRA) + head; the score is ``sigmoid(logit)``."""
+    """The distilled judge: encoder (with merged LoRA) + head; the score is ``sigmoid(logit)``.
+
+    ``precision="auto"`` runs the CPU forward under bf16 autocast where the CPU has native bf16
+    (about 2x faster, scores within ~0.003 of fp32; the version then ends in ``-bf16``), else fp32.
+    """
 
     def __init__(
-        self, folder: str | Path | None = None, device: str = "auto", batch_size: int = 64
+        self,
+        folder: str | Path | None = None,
+        device: str = "auto",
+        batch_size: int = 64,
+        precision: Precision = "auto",
     ) -> None:
         from safetensors.torch import load_file
 
@@ -170,8 +188,12 @@ class ToxMiniLMScorer:
         self.encoder.to(self.device).eval()
         self.head.to(self.device).eval()
         self.batch_size = batch_size
+        on_cpu = self.device.type == "cpu"
+        self.bf16 = on_cpu and (
+            precision == "bf16" or (precision == "auto" and cpu_has_native_bf16())
+        )
         self.name = SCORER_NAME if shipped else f"{SCORER_NAME}:{path.name}"
-        self.version = weights_fingerprint(path)
+        self.version = weights_fingerprint(path) + ("-bf16" if self.bf16 else "")
 
     @torch.inference_mode()
     def score(self, texts: Sequence[str]) -> list[float | None]:
@@ -195,8 +217,9 @@ class ToxMiniLMScorer:
             truncation=True,
             max_length=self.config.max_length,
         ).to(self.device)
-        hidden = self.encoder(
-            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
-        ).last_hidden_state
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            hidden = self.encoder(
+                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
+            ).last_hidden_state
         logits = self.head(hidden.float(), enc["attention_mask"])
         return [float(p) for p in torch.sigmoid(logits).tolist()]
