@@ -127,3 +127,23 @@ def test_a_sweep_value_equal_to_the_base_gives_the_same_samples(
     for r in records(out / "generations.jsonl"):
         texts.setdefault(r["method"], {})[(r["prompt_id"], r["sample"])] = r["text"]
     assert texts["vanilla"] == texts["vanilla:temperature=1.0"]
+
+
+def test_a_run_folder_grows_by_more_sweep_runs(tiny_lm_dir: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    base = ["eval", "rtp", "--prompts", str(prompts), "--out", str(out),
+            "--model", str(tiny_lm_dir), "--ppl-model", str(tiny_lm_dir), "--methods", "vanilla",
+            "--samples", "1", "--max-new-tokens", "3", "--scorer", "profanity", "--device", "cpu",
+            "--sweep", "vanilla.temperature=0.5"]  # fmt: skip
+    main(base)
+    first = (out / "generations.jsonl").read_text()
+    main([*base, "--sweep", "vanilla.top_p=0.5"])
+    grown = (out / "generations.jsonl").read_text()
+    assert grown.startswith(first) and len(records(out / "generations.jsonl")) == 9
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["methods"]) == ["vanilla", "vanilla:temperature=0.5", "vanilla:top_p=0.5"]
+    with pytest.raises(SystemExit) as exc:  # dropping a run is another evaluation
+        main(base[:-2])
+    assert exc.value.code == 2

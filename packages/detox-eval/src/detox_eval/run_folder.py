@@ -11,7 +11,7 @@ generated yet (e.g. after a typo in an option). Processes of one data-parallel r
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -121,9 +121,16 @@ def check_same_settings(expected: BaseModel, found: BaseModel, where: Path) -> N
         )
 
 
-def open_run(directory: Path, task: str, settings: S, shard: Shard | None = None) -> RunManifest[S]:
+def open_run(
+    directory: Path,
+    task: str,
+    settings: S,
+    shard: Shard | None = None,
+    extends: Callable[[S, S], bool] | None = None,
+) -> RunManifest[S]:
     """The manifest of a run folder: resumed when its settings match, refused when they differ
-    (unless nothing was generated yet), new otherwise. Writes it before returning."""
+    (unless nothing was generated yet, or ``extends(new, stored)`` says the new settings only add
+    work to the stored ones), new otherwise. Writes it before returning."""
     shard = shard or Shard()
     manifest = load_manifest(directory, type(settings))
     generations = directory / GENERATIONS_NAME
@@ -135,6 +142,9 @@ def open_run(directory: Path, task: str, settings: S, shard: Shard | None = None
     if manifest is None or not started:  # nothing generated yet: (re)start with these settings
         manifest = RunManifest[Any](task=task, settings=settings, shard=shard)
     else:
+        if extends is not None and extends(settings, manifest.settings):
+            manifest.settings = settings  # more runs in the same folder; the done ones stay
+            manifest.complete = False
         check_same_settings(settings, manifest.settings, directory)
         if manifest.shard != shard:
             raise DetoxError(

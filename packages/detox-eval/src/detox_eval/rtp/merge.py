@@ -7,7 +7,7 @@ from pathlib import Path
 
 from detox_core.errors import DetoxError
 from detox_core.records import Generation
-from detox_eval.rtp.settings import RtpManifest, RtpSettings
+from detox_eval.rtp.settings import RtpManifest, RtpSettings, adds_runs
 from detox_eval.rtp.store import read_generations, write_generations
 from detox_eval.run_folder import (
     GENERATIONS_NAME,
@@ -56,7 +56,8 @@ def merge_runs(dirs: Sequence[Path], out: Path) -> tuple[RtpManifest, list[Gener
             "pass every shard directory exactly once",
         )
     previous = load_manifest(out, RtpSettings)
-    if previous is not None and previous.shard.count == 1:
+    grows = previous is not None and adds_runs(first.settings, previous.settings)
+    if previous is not None and previous.shard.count == 1 and not grows:
         check_same_settings(first.settings, previous.settings, out)
     generations: list[Generation] = []
     seen: set[tuple[str, str, int]] = set()

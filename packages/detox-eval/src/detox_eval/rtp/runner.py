@@ -26,7 +26,13 @@ from detox_eval.methods import MethodModels, batch_decoder, check_methods, get_m
 from detox_eval.rtp.merge import merge_runs
 from detox_eval.rtp.outputs import write_report
 from detox_eval.rtp.report import EvalReport
-from detox_eval.rtp.settings import PROMPT_SCORES_NAME, TASK, RtpManifest, RtpSettings
+from detox_eval.rtp.settings import (
+    PROMPT_SCORES_NAME,
+    TASK,
+    RtpManifest,
+    RtpSettings,
+    adds_runs,
+)
 from detox_eval.rtp.sharding import foreign_keys, shard_items, shard_prompts
 from detox_eval.rtp.store import (
     add_perplexity,
@@ -129,7 +135,7 @@ def run_share(
     scored generations and how many samples were made now."""
     scorer = load_scorer(settings.scorer, device=options.device)  # a bad spec fails first
     prompts = read_prompts(settings.prompts, limit=settings.limit)
-    manifest = open_run(directory, TASK, settings, shard)
+    manifest = open_run(directory, TASK, settings, shard, extends=adds_runs)
     prompts, source = prompts_with_toxicity(prompts, settings, shard, scorer, directory)
     manifest.prompt_toxicity_source = source
     models = MethodModels(settings.model, settings.method, options)

@@ -46,3 +46,10 @@ class RtpSettings(BaseModel):
 
 
 RtpManifest = RunManifest[RtpSettings]
+
+
+def adds_runs(new: RtpSettings, stored: RtpSettings) -> bool:
+    """True when ``new`` is ``stored`` with more sweep runs appended (a run folder may grow)."""
+    if new.variants[: len(stored.variants)] != stored.variants:
+        return False
+    return new.model_copy(update={"variants": stored.variants}) == stored
