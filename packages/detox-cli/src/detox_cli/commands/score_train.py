@@ -96,7 +96,7 @@ def train(
         lora_r=lora_r,
         max_length=max_length,
     )
-    command = "detox score train " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else [])
+    command = "detox " + shlex.join(sys.argv[1:])
     result = train_scorer(config, out, command=command, log=_log)
     summary = f"trained in {result.seconds:.0f} s on {result.n_train} texts"
     if result.dev is not None:

@@ -351,6 +351,7 @@ class Trainer:
             save_file({k: v.contiguous() for k, v in state.items()}, str(out / ADAPTER_FILE))
             settings = self.encoder.peft_config["default"]
             settings.base_model_name_or_path = self.config.encoder  # not this machine's path
+            settings.target_modules = sorted(settings.target_modules)  # a set: stable bytes
             settings.save_pretrained(str(out))
         record = {
             "command": command,
