@@ -2,7 +2,8 @@
 
 Run with ``uv run pytest benchmarks/test_bench_scorer.py --benchmark-enable -s``; the texts/s of
 each scorer and their ratio are printed and stored in ``extra_info`` (target for tox-minilm: at
-least 200 texts/s on a 2-core CPU). No timed asserts.
+least 200 texts/s on a 2-core CPU). Threads follow the CLI's rule (``configure_threads``:
+``OMP_NUM_THREADS``, else 1 on a machine with 2 CPUs or fewer). No timed asserts.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from detox_core.runtime import configure_threads
 from detox_core.scoring import load_scorer
 
 BATCH = 64
@@ -32,6 +34,7 @@ def short_texts(n: int = N_TEXTS, seed: int = 0) -> list[str]:
 
 @pytest.mark.parametrize("spec", ["tox-minilm", "profanity"])
 def test_scorer_throughput(benchmark: Any, spec: str) -> None:
+    threads = configure_threads().threads
     scorer = load_scorer(spec, device="cpu")
     texts = short_texts()
     scorer.score(texts[:BATCH])  # warm up
@@ -45,7 +48,8 @@ def test_scorer_throughput(benchmark: Any, spec: str) -> None:
     RESULTS[spec] = rate
     benchmark.extra_info["texts_per_s"] = rate
     benchmark.extra_info["scorer"] = f"{scorer.name}@{scorer.version}"
-    print(f"\n{spec}: {rate:.0f} texts/s at batch {BATCH}")
+    benchmark.extra_info["threads"] = threads
+    print(f"\n{spec}: {rate:.0f} texts/s at batch {BATCH}, {threads} thread(s)")
     if len(RESULTS) == 2:
         ratio = RESULTS["profanity"] / RESULTS["tox-minilm"]
         benchmark.extra_info["profanity_over_tox_minilm"] = ratio
