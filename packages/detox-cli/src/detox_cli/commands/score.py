@@ -12,7 +12,8 @@ from rich.markup import escape
 
 from detox_core.data import read_generations
 from detox_core.errors import DetoxError
-from detox_core.io import JsonlWriter
+from detox_core.io import JsonlWriter, iter_text_lines
+from detox_core.locking import acquire, release
 from detox_core.records import Generation, Score, generation_key
 from detox_core.scoring import DEFAULT_SCORER, SCORER_SPECS, ScoredText, load_scorer
 from detox_core.scoring.jobs import score_in_batches
@@ -36,11 +37,12 @@ GENERATION_SUFFIXES = {".jsonl", ".json"}
 
 
 def read_text_lines(path: Path) -> list[tuple[int, str]]:
-    """Non-empty lines of a text file with their 1-based line numbers."""
-    if not path.is_file():
-        raise DetoxError(f"file not found: {path}", "check the path")
-    with path.open(encoding="utf-8") as handle:
-        return [(n, line.rstrip("\n")) for n, line in enumerate(handle, 1) if line.strip()]
+    """Non-empty lines of a text file with their 1-based line numbers (a bad encoding or NUL
+    byte is a one-line error naming the line)."""
+    lines = [(n, line) for n, line in iter_text_lines(path) if line.strip()]
+    if not lines:
+        raise DetoxError(f"{path} holds no text to score", "one text a line")
+    return lines
 
 
 def _line_key(obj: dict[str, Any]) -> int:
@@ -66,8 +68,14 @@ def score(
         lines = read_text_lines(file)
     scoring = load_scorer(scorer, device=device)
     writer = None
+    lock = None
     if out is not None:
-        writer = JsonlWriter(out, key=generation_key if is_generations else _line_key)
+        lock = acquire(out, folder=False)  # one writer per output file
+        try:
+            writer = JsonlWriter(out, key=generation_key if is_generations else _line_key)
+        except BaseException:
+            release(lock)
+            raise
     done = writer.done if writer is not None else set()
     todo_gens = [g for g in generations if g.key not in done]
     todo_lines = [(n, t) for n, t in lines if n not in done]
@@ -94,6 +102,8 @@ def score(
     finally:
         if writer is not None:
             writer.close()
+        if lock is not None:
+            release(lock)
     missing = sum(s.value is None for s in scores)
     total = len(generations) if is_generations else len(lines)
     summary = f"scored {len(scores)} texts with {scoring.name}@{scoring.version}: {missing} missing"
