@@ -7,7 +7,13 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from detox_cli.commands import score, score_agree, score_train
+from detox_cli.commands import (
+    score,
+    score_agree,
+    score_agree_pairs,
+    score_train,
+    score_train_safety,
+)
 
 DEFAULT_SUBCOMMAND = "texts"
 
@@ -28,7 +34,8 @@ app = typer.Typer(
     cls=DefaultCommandGroup,
     help=(
         "Score texts for toxicity: `detox score FILE [--scorer SPEC]`; `detox score agree` "
-        "compares a scorer with Perspective; `detox score train` trains tox-minilm."
+        "compares a scorer with Perspective, `detox score agree-pairs` a judge with SafeEdit's "
+        "labels; `detox score train` trains tox-minilm, `detox score train-safety` safety-minilm."
     ),
     no_args_is_help=True,
 )
@@ -36,4 +43,6 @@ app.command(DEFAULT_SUBCOMMAND, help="Score a generations JSONL or a text file (
     score.score
 )
 app.command("agree")(score_agree.agree)
+app.command("agree-pairs")(score_agree_pairs.agree_pairs)
 app.command("train")(score_train.train)
+app.command("train-safety")(score_train_safety.train_safety)

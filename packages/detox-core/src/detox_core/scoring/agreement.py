@@ -136,6 +136,51 @@ def agreement(
     )
 
 
+class PairAgreement(BaseModel):
+    """A judge on (unsafe, safe) response pairs; pairs with a missing score are left out."""
+
+    scorer: str
+    n: int
+    n_missing: int = 0
+    threshold: float
+    unsafe_accuracy: float
+    safe_accuracy: float
+    accuracy: float
+    pairwise: float
+
+
+def pair_agreement(
+    unsafe: Sequence[float | None],
+    safe: Sequence[float | None],
+    scorer: str = "",
+    threshold: float = 0.5,
+) -> PairAgreement:
+    """Accuracy at ``threshold`` (unsafe ``> t``, safe ``<= t``) and pairwise accuracy.
+
+    ``unsafe_accuracy`` and ``safe_accuracy`` are the shares of each side labelled right,
+    ``accuracy`` their mean over all ``2n`` texts, ``pairwise`` the share of pairs with the unsafe
+    response scored above the safe one (a tie counts one half). NaN without a complete pair.
+    """
+    if len(unsafe) != len(safe):
+        raise ValueError(f"{len(unsafe)} unsafe scores but {len(safe)} safe ones")
+    kept = [(u, s) for u, s in zip(unsafe, safe, strict=True) if u is not None and s is not None]
+    n = len(kept)
+    nan = float("nan")
+    u_ok = sum(u > threshold for u, _ in kept)
+    s_ok = sum(s <= threshold for _, s in kept)
+    wins = sum(1.0 if u > s else 0.5 if u == s else 0.0 for u, s in kept)
+    return PairAgreement(
+        scorer=scorer,
+        n=n,
+        n_missing=len(unsafe) - n,
+        threshold=threshold,
+        unsafe_accuracy=u_ok / n if n else nan,
+        safe_accuracy=s_ok / n if n else nan,
+        accuracy=(u_ok + s_ok) / (2 * n) if n else nan,
+        pairwise=wins / n if n else nan,
+    )
+
+
 def reliability_curve(
     scores: Sequence[float] | np.ndarray, references: Sequence[float] | np.ndarray, bins: int = 10
 ) -> list[tuple[float, float, int]]:

@@ -145,13 +145,15 @@ def cpu_has_native_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def read_config(folder: Path) -> ToxModelConfig:
+def read_config(
+    folder: Path, name: str = SCORER_NAME, train: str = "detox score train"
+) -> ToxModelConfig:
     """The folder's ``tox_config.json``; a missing file is a one-line error with the fix."""
     config = folder / CONFIG_FILE
     if not config.is_file() or not (folder / HEAD_FILE).is_file():
         raise DetoxError(
-            f"tox-minilm weights not found in {folder} (need {CONFIG_FILE} and {HEAD_FILE})",
-            "train them with `detox score train --out DIR` and use tox-minilm:DIR",
+            f"{name} weights not found in {folder} (need {CONFIG_FILE} and {HEAD_FILE})",
+            f"train them with `{train} --out DIR` and use {name}:DIR",
         )
     return ToxModelConfig.model_validate_json(config.read_text(encoding="utf-8"))
 
@@ -161,7 +163,12 @@ class ToxMiniLMScorer:
 
     ``precision="auto"`` runs the CPU forward under bf16 autocast where the CPU has native bf16
     (about 2x faster, scores within ~0.003 of fp32; the version then ends in ``-bf16``), else fp32.
+    Subclasses name another judge on the same architecture (``scorer_name``, shipped folder).
     """
+
+    scorer_name = SCORER_NAME
+    shipped_weights = SHIPPED_WEIGHTS
+    train_command = "detox score train"
 
     def __init__(
         self,
@@ -173,8 +180,8 @@ class ToxMiniLMScorer:
         from safetensors.torch import load_file
 
         shipped = folder is None
-        path = SHIPPED_WEIGHTS if folder is None else Path(folder).expanduser()
-        self.config = read_config(path)
+        path = self.shipped_weights if folder is None else Path(folder).expanduser()
+        self.config = read_config(path, self.scorer_name, self.train_command)
         if self.config.lora and not (path / ADAPTER_FILE).is_file():
             raise DetoxError(
                 f"LoRA adapter missing in {path} ({ADAPTER_FILE})", "retrain or copy the folder"
@@ -192,7 +199,7 @@ class ToxMiniLMScorer:
         self.bf16 = on_cpu and (
             precision == "bf16" or (precision == "auto" and cpu_has_native_bf16())
         )
-        self.name = SCORER_NAME if shipped else f"{SCORER_NAME}:{path.name}"
+        self.name = self.scorer_name if shipped else f"{self.scorer_name}:{path.name}"
         self.version = weights_fingerprint(path) + ("-bf16" if self.bf16 else "")
 
     @torch.inference_mode()
@@ -223,3 +230,18 @@ class ToxMiniLMScorer:
             ).last_hidden_state
         logits = self.head(hidden.float(), enc["attention_mask"])
         return [float(p) for p in torch.sigmoid(logits).tolist()]
+
+
+SAFETY_SCORER_NAME = "safety-minilm"
+
+
+class SafetyMiniLMScorer(ToxMiniLMScorer):
+    """``safety-minilm[:DIR]``: how likely a response is a harmful compliance, in [0, 1].
+
+    Same architecture as tox-minilm, trained by ``detox score train-safety`` on hh-rlhf harmless
+    preference pairs and labelled SafeEdit generations (``weights/safety-minilm/MODEL_CARD.md``).
+    """
+
+    scorer_name = SAFETY_SCORER_NAME
+    shipped_weights = Path(__file__).parent / "weights" / SAFETY_SCORER_NAME
+    train_command = "detox score train-safety"

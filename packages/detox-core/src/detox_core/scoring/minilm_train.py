@@ -42,18 +42,12 @@ ExtraSource = Literal["jigsaw", "spans", "paradetox"]
 LORA_TARGETS = ["query", "key", "value", "dense"]
 
 
-class TrainConfig(BaseModel):
-    """Settings of ``detox score train`` (saved in ``training.json``)."""
+class JudgeSettings(BaseModel):
+    """Encoder, head and optimiser settings shared by every MiniLM judge trainer."""
 
-    rtp: Path
-    extra: dict[ExtraSource, Path] = Field(default_factory=dict)
-    extra_weight: float = 0.5
-    extra_limit: int | None = None
     encoder: str = DEFAULT_ENCODER
     mode: Literal["lora", "frozen"] = "lora"
     seed: int = 0
-    dev_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
-    limit: int | None = None
     epochs: int = Field(default=3, ge=1)
     batch_size: int = Field(default=32, ge=1)
     lr: float = 5e-4
@@ -65,6 +59,17 @@ class TrainConfig(BaseModel):
     lora_dropout: float = 0.1
     head_hidden: int = 128
     max_length: int = 128
+
+
+class TrainConfig(JudgeSettings):
+    """Settings of ``detox score train`` (saved in ``training.json``)."""
+
+    rtp: Path
+    extra: dict[ExtraSource, Path] = Field(default_factory=dict)
+    extra_weight: float = 0.5
+    extra_limit: int | None = None
+    dev_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
+    limit: int | None = None
 
 
 class Example(BaseModel):
@@ -140,7 +145,7 @@ def read_extra(source: ExtraSource, path: Path, weight: float) -> list[Example]:
     return [r for r in rows if r.text.strip()]
 
 
-def _add_lora(encoder: Any, config: TrainConfig) -> Any:
+def _add_lora(encoder: Any, config: JudgeSettings) -> Any:
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:
@@ -184,13 +189,97 @@ class _Encoded:
                 self.states[chunk] = mean_pool(hidden, enc["attention_mask"])
 
 
-class Trainer:
-    """Holds the encoder (LoRA-wrapped or frozen), the head and the data of one run."""
+class JudgeTrainer:
+    """The encoder (LoRA-wrapped or frozen) and head of a judge, with batched forwards and saving."""
+
+    def __init__(self, settings: JudgeSettings, log: Callable[[str], None] = print) -> None:
+        torch.manual_seed(settings.seed)
+        self.settings = settings
+        self.log = log
+        self.encoder, self.tokenizer = load_encoder(settings.encoder)
+        hidden = int(self.encoder.config.hidden_size)
+        self.head = ToxHead(hidden, settings.head_hidden)
+        self.model_config = ToxModelConfig(
+            encoder=settings.encoder,
+            hidden_size=hidden,
+            head_hidden=settings.head_hidden,
+            max_length=settings.max_length,
+            lora=settings.mode == "lora",
+        )
+        if settings.mode == "lora":
+            self.encoder = _add_lora(self.encoder, settings)
+        else:
+            self.encoder.requires_grad_(False)
+            self.encoder.eval()
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        """Logits ``[B]`` of ``texts`` through the encoder and head (with gradients)."""
+        enc = self.tokenizer(
+            texts,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.settings.max_length,
+        )
+        hidden = self.encoder(
+            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
+        ).last_hidden_state
+        logits: torch.Tensor = self.head(hidden, enc["attention_mask"])
+        return logits
+
+    def optimizer(self, total_steps: int, train_encoder: bool) -> tuple[Any, Any]:
+        """AdamW over the head (and the LoRA weights) with warm-up and linear decay."""
+        cfg = self.settings
+        params = [{"params": list(self.head.parameters()), "lr": cfg.head_lr}]
+        if train_encoder:
+            lora = [p for p in self.encoder.parameters() if p.requires_grad]
+            params.append({"params": lora, "lr": cfg.lr})
+        optimizer = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: _schedule(step, total_steps, cfg.warmup)
+        )
+        return optimizer, scheduler
+
+    @torch.inference_mode()
+    def predict(self, texts: list[str]) -> list[float]:
+        """Scores of ``texts`` with the current weights (eval mode, length-sorted batches)."""
+        self.encoder.eval()
+        self.head.eval()
+        out = [0.0] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), 64):
+            chunk = order[start : start + 64]
+            probs = torch.sigmoid(self.forward([texts[i] for i in chunk]))
+            for i, p in zip(chunk, probs.tolist(), strict=True):
+                out[i] = float(p)
+        return out
+
+    def save_weights(self, out: Path, record: dict[str, Any]) -> Path:
+        """Write the weights folder: config, head, adapter (LoRA mode) and ``training.json``."""
+        from safetensors.torch import save_file
+
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG_FILE).write_text(self.model_config.model_dump_json(indent=2) + "\n")
+        head = {k: v.detach().contiguous() for k, v in self.head.state_dict().items()}
+        save_file(head, str(out / HEAD_FILE))
+        if self.settings.mode == "lora":
+            from peft import get_peft_model_state_dict
+
+            state = get_peft_model_state_dict(self.encoder)
+            save_file({k: v.contiguous() for k, v in state.items()}, str(out / ADAPTER_FILE))
+            settings = self.encoder.peft_config["default"]
+            settings.base_model_name_or_path = self.settings.encoder  # not this machine's path
+            settings.target_modules = sorted(settings.target_modules)  # a set: stable bytes
+            settings.save_pretrained(str(out))
+        (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+        return out
+
+
+class Trainer(JudgeTrainer):
+    """A tox-minilm run: the RTP (and extra) data on top of the judge's encoder and head."""
 
     def __init__(self, config: TrainConfig, log: Callable[[str], None] = print) -> None:
-        torch.manual_seed(config.seed)
         self.config = config
-        self.log = log
         records = read_rtp_records(config.rtp, config.limit)
         train_idx, dev_idx = split_records(len(records), config.dev_fraction, config.seed)
         self.train = [e for i in train_idx for e in records[i]]
@@ -199,23 +288,10 @@ class Trainer:
             extra = read_extra(source, path, config.extra_weight)
             random.Random(config.seed).shuffle(extra)
             self.train += extra[: config.extra_limit]
-        self.encoder, self.tokenizer = load_encoder(config.encoder)
-        hidden = int(self.encoder.config.hidden_size)
-        self.head = ToxHead(hidden, config.head_hidden)
-        self.model_config = ToxModelConfig(
-            encoder=config.encoder,
-            hidden_size=hidden,
-            head_hidden=config.head_hidden,
-            max_length=config.max_length,
-            lora=config.mode == "lora",
-        )
+        super().__init__(config, log)
         self.cached: _Encoded | None = None
         self.cached_dev: _Encoded | None = None
-        if config.mode == "lora":
-            self.encoder = _add_lora(self.encoder, config)
-        else:
-            self.encoder.requires_grad_(False)
-            self.encoder.eval()
+        if config.mode == "frozen":
             self.cached = _Encoded(
                 self.encoder, self.tokenizer, [e.text for e in self.train], config.max_length
             )
@@ -228,42 +304,7 @@ class Trainer:
             pooled = self.cached.states[indices].unsqueeze(1)
             cached_logits: torch.Tensor = self.head(pooled, torch.ones(len(indices), 1))
             return cached_logits
-        enc = self.tokenizer(
-            [self.train[i].text for i in indices],
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=self.config.max_length,
-        )
-        hidden = self.encoder(
-            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
-        ).last_hidden_state
-        logits: torch.Tensor = self.head(hidden, enc["attention_mask"])
-        return logits
-
-    @torch.inference_mode()
-    def predict(self, texts: list[str]) -> list[float]:
-        """Scores of ``texts`` with the current weights (eval mode, length-sorted batches)."""
-        self.encoder.eval()
-        self.head.eval()
-        out = [0.0] * len(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), 64):
-            chunk = order[start : start + 64]
-            enc = self.tokenizer(
-                [texts[i] for i in chunk],
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=self.config.max_length,
-            )
-            hidden = self.encoder(
-                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
-            ).last_hidden_state
-            probs = torch.sigmoid(self.head(hidden, enc["attention_mask"]))
-            for i, p in zip(chunk, probs.tolist(), strict=True):
-                out[i] = float(p)
-        return out
+        return self.forward([self.train[i].text for i in indices])
 
     def evaluate(self) -> Agreement | None:
         """Agreement with Perspective on the dev split (None without one)."""
@@ -282,16 +323,9 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train for the configured epochs, evaluating on dev after each."""
         cfg = self.config
-        params = [{"params": list(self.head.parameters()), "lr": cfg.head_lr}]
-        if self.cached is None:
-            lora = [p for p in self.encoder.parameters() if p.requires_grad]
-            params.append({"params": lora, "lr": cfg.lr})
-        optimizer = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
         steps_per_epoch = math.ceil(len(self.train) / cfg.batch_size)
         total = steps_per_epoch * cfg.epochs
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: _schedule(step, total, cfg.warmup)
-        )
+        optimizer, scheduler = self.optimizer(total, train_encoder=self.cached is None)
         targets = torch.tensor([e.target for e in self.train])
         weights = torch.tensor([e.weight for e in self.train])
         generator = torch.Generator().manual_seed(cfg.seed)
@@ -337,29 +371,13 @@ class Trainer:
         )
 
     def save(self, out: Path, result: TrainResult, command: str = "") -> Path:
-        """Write the weights folder: config, head, adapter (LoRA mode) and ``training.json``."""
-        from safetensors.torch import save_file
-
-        out.mkdir(parents=True, exist_ok=True)
-        (out / CONFIG_FILE).write_text(self.model_config.model_dump_json(indent=2) + "\n")
-        head = {k: v.detach().contiguous() for k, v in self.head.state_dict().items()}
-        save_file(head, str(out / HEAD_FILE))
-        if self.cached is None:
-            from peft import get_peft_model_state_dict
-
-            state = get_peft_model_state_dict(self.encoder)
-            save_file({k: v.contiguous() for k, v in state.items()}, str(out / ADAPTER_FILE))
-            settings = self.encoder.peft_config["default"]
-            settings.base_model_name_or_path = self.config.encoder  # not this machine's path
-            settings.target_modules = sorted(settings.target_modules)  # a set: stable bytes
-            settings.save_pretrained(str(out))
+        """Write the weights folder with the command, config and result in ``training.json``."""
         record = {
             "command": command,
             "config": json.loads(self.config.model_dump_json()),
             "result": json.loads(result.model_dump_json()),
         }
-        (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-        return out
+        return self.save_weights(out, record)
 
 
 def train_scorer(
