@@ -83,6 +83,8 @@ def test_frontier_judges_runs_against_plain_sampling() -> None:
     assert points["ddsc:contrast_weight=0.1"].beats_plain is None
     assert points["vanilla"].beats_plain is None
     assert points["ddsc"].ppl_ratio == pytest.approx(12.0 / 20.0)
+    assert points["ddsc"].emt_ratio == pytest.approx(0.20 / 0.30)
+    assert points["ddsc"].distinct_2_ratio == pytest.approx(0.30 / 0.95)
     assert points["ddsc"].method == "ddsc"
 
 

@@ -18,11 +18,14 @@ def method_of(run: str) -> str:
     return run.split(":", 1)[0]
 
 
+def _ratio(value: float | None, base: float | None) -> float | None:
+    return value / base if value is not None and base else None
+
+
 def frontier_points(report: EvalReport) -> list[FrontierPoint]:
     """Every run's overall EMT, TP, distinct-2 and PPL, judged against plain sampling."""
     overall = {run: splits["overall"] for run, splits in report.methods.items()}
     base = overall.get(BASELINE)
-    base_ppl = base.ppl if base is not None else None
     plain = [m for run, m in overall.items() if method_of(run) == BASELINE]
     points = []
     for run, m in overall.items():
@@ -34,7 +37,6 @@ def frontier_points(report: EvalReport) -> list[FrontierPoint]:
                 if p.emt is not None and p.distinct_2 is not None and p.distinct_2 >= m.distinct_2
             ]
             beats = all(m.emt < emt for emt in rivals) if rivals else None
-        ratio = m.ppl / base_ppl if m.ppl is not None and base_ppl else None
         points.append(
             FrontierPoint(
                 run=run,
@@ -45,7 +47,9 @@ def frontier_points(report: EvalReport) -> list[FrontierPoint]:
                 tp_prompt=m.tp_prompt,
                 distinct_2=m.distinct_2,
                 ppl=m.ppl,
-                ppl_ratio=ratio,
+                emt_ratio=_ratio(m.emt, base.emt if base else None),
+                distinct_2_ratio=_ratio(m.distinct_2, base.distinct_2 if base else None),
+                ppl_ratio=_ratio(m.ppl, base.ppl if base else None),
                 beats_plain=beats,
             )
         )
@@ -64,10 +68,12 @@ def frontier_markdown(points: list[FrontierPoint]) -> list[str]:
         "## Frontier: toxicity against diversity (all prompts)",
         "",
         "A run beats plain sampling when its EMT is below that of every plain-sampling run "
-        "(vanilla and its sweep values) with at least its distinct-2; PPL ratio is over vanilla's.",
+        "(vanilla and its sweep values) with at least its distinct-2. The ratios are over vanilla's "
+        "(EMT, distinct-2, PPL).",
         "",
-        "| Run | EMT | 95% CI | TP prompt | Dist-2 | PPL | PPL ratio | Beats plain |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Run | EMT | 95% CI | TP prompt | Dist-2 | PPL | EMT ratio | Dist-2 ratio | PPL ratio "
+        "| Beats plain |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
         interval = "-"
@@ -76,6 +82,7 @@ def frontier_markdown(points: list[FrontierPoint]) -> list[str]:
         tp = "-" if p.tp_prompt is None else f"{100 * p.tp_prompt:.1f}%"
         lines.append(
             f"| {p.run} | {_fmt(p.emt)} | {interval} | {tp} | {_fmt(p.distinct_2)} "
-            f"| {_fmt(p.ppl, 2)} | {_fmt(p.ppl_ratio, 2)} | {verdict[p.beats_plain]} |"
+            f"| {_fmt(p.ppl, 2)} | {_fmt(p.emt_ratio, 2)} | {_fmt(p.distinct_2_ratio, 2)} "
+            f"| {_fmt(p.ppl_ratio, 2)} | {verdict[p.beats_plain]} |"
         )
     return lines

@@ -70,7 +70,9 @@ class FrontierPoint(BaseModel):
 
     ``beats_plain``: EMT below every plain-sampling run (``vanilla`` and its sweep values) whose
     distinct-2 is at least this run's; None when no plain run is that diverse.
-    ``ppl_ratio``: perplexity over that of ``vanilla`` (the base setting).
+    ``emt_ratio``, ``distinct_2_ratio``, ``ppl_ratio``: over those of ``vanilla`` (the base
+    setting), the numbers a target such as "EMT -25% at 0.8x the diversity and 1.1x the
+    perplexity" is read from.
     """
 
     run: str
@@ -81,6 +83,8 @@ class FrontierPoint(BaseModel):
     tp_prompt: float | None
     distinct_2: float | None
     ppl: float | None
+    emt_ratio: float | None
+    distinct_2_ratio: float | None
     ppl_ratio: float | None
     beats_plain: bool | None
 
