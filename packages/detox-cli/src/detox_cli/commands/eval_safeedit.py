@@ -37,7 +37,7 @@ from detox_cli.options import (
     method_settings,
 )
 from detox_core.errors import DetoxError
-from detox_core.scoring import DEFAULT_SCORER
+from detox_core.scoring.registry import SAFETY_JUDGE
 from detox_eval.run_folder import REPORT_JSON, REPORT_MD
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def safeedit(
     model: ModelOpt = "default",
     methods: MethodsOpt = ALL_METHODS,
     layers: LayersOpt = "all",
-    judge: JudgeOpt = DEFAULT_SCORER,
+    judge: JudgeOpt = SAFETY_JUDGE,
     max_new_tokens: MaxNewOpt = 300,
     max_input_tokens: MaxInputOpt = 2048,
     limit: LimitOpt = None,
