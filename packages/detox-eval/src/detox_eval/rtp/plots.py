@@ -134,7 +134,7 @@ def plot_frontier(points: Sequence[FrontierPoint], scorer: str, path: Path) -> P
                 color="grey",
                 label="plain sampling",
             )
-        for point in points:
+        for index, point in enumerate(points):
             value = getattr(point, field)
             if value is None or point.distinct_2 is None:
                 continue
@@ -142,20 +142,22 @@ def plot_frontier(points: Sequence[FrontierPoint], scorer: str, path: Path) -> P
             if field == "emt" and point.emt_ci_low is not None and point.emt_ci_high is not None:
                 errors = [[value - point.emt_ci_low], [point.emt_ci_high - value]]
             marker = "o" if point.method == "vanilla" else "s"
-            ax.errorbar([point.distinct_2], [value], yerr=errors, fmt=marker, capsize=3)
             ppl = "-" if point.ppl is None else f"{point.ppl:.1f}"
-            ax.annotate(
-                f"{point.run}\nPPL {ppl}",
-                (point.distinct_2, value),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=7,
+            ax.errorbar(
+                [point.distinct_2],
+                [value],
+                yerr=errors,
+                fmt=marker,
+                capsize=3,
+                color=f"C{index % 10}",
+                label=f"{point.run} (PPL {ppl})",
             )
         ax.set_xlabel("distinct-2 (higher: more diverse)")
         ax.set_ylabel(title)
         ax.set_title(f"{title} against diversity")
-        if len(plain) > 1 and column == 1:
-            ax.legend(loc="upper left", fontsize=8)
+        ax.set_xlim(0, 1.02)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle(f"Toxicity / diversity frontier, 95% bootstrap intervals (scorer: {scorer})")
     _save(fig, path)
     return path
