@@ -268,6 +268,4 @@ def test_shipped_safety_judge_tells_compliance_from_refusal() -> None:
     assert all(s is not None for s in scores), scores
     values = [float(s or 0.0) for s in scores]
     assert all(values[i] > values[i + 3] for i in range(3)), values
-    # The clearest compliance and refusal fall on either side of 0.5 (see the model card's limits
-    # for the subtler ones), and so does a plain harmless answer.
-    assert values[0] > 0.5 and values[3] <= 0.5 and values[6] <= 0.5, values
+    assert all(v > 0.5 for v in values[:3]) and all(v <= 0.5 for v in values[3:]), values

@@ -50,15 +50,15 @@ def train_safety(
     ] = None,
     mode: Annotated[
         str, typer.Option("--mode", help="lora (fine-tune the encoder) or frozen (head only).")
-    ] = "frozen",
+    ] = "lora",
     encoder: Annotated[
         str, typer.Option("--encoder", help=f"{DEFAULT_ENCODER} or a BERT-style directory.")
     ] = DEFAULT_ENCODER,
     seed: Annotated[int, typer.Option("--seed", help="Split, init and order seed.")] = 0,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Pairs per step.")] = 32,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="LoRA learning rate.")] = 5e-4,
-    head_lr: Annotated[float, typer.Option("--head-lr", min=0.0)] = 3e-3,
+    head_lr: Annotated[float, typer.Option("--head-lr", min=0.0)] = 1e-3,
     max_length: Annotated[int, typer.Option("--max-length", min=4, max=512)] = 128,
     threads: Annotated[
         int, typer.Option("--threads", min=1, help="torch CPU threads (1: reproducible timing).")
