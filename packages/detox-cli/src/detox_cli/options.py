@@ -9,8 +9,9 @@ builders import the configs when they run, so ``detox --help`` and completion st
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -211,6 +212,26 @@ def ddsc_config(
             "decode": decode,
         }
     )
+
+
+DDSC_OPTIONS = (
+    "layers",
+    "toxic_layer",
+    "profile",
+    "alpha",
+    "divergence",
+    "selection",
+    "early_norm",
+    "contrast_weight",
+    "contrast_temperature",
+    "safety_only",
+)
+
+
+def ddsc_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The DDSC options among a command's parameters (pass ``locals()``), for ``ddsc_config``:
+    every command that exposes the DDSC knobs declares them once and builds the config here."""
+    return {name: values[name] for name in DDSC_OPTIONS}
 
 
 def method_settings(

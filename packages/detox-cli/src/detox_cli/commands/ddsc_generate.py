@@ -37,6 +37,7 @@ from detox_cli.options import (
     ToxicLayerOpt,
     WeightOpt,
     ddsc_config,
+    ddsc_options,
     decode_config,
 )
 from detox_ddsc.types import Mode
@@ -132,20 +133,7 @@ def generate(
         chat=chat,
         repetition_penalty=repetition_penalty,
     )
-    config = ddsc_config(
-        decode,
-        layers=layers,
-        toxic_layer=toxic_layer,
-        profile=profile,
-        alpha=alpha,
-        divergence=divergence,
-        selection=selection,
-        early_norm=early_norm,
-        contrast_weight=contrast_weight,
-        contrast_temperature=contrast_temperature,
-        safety_only=safety_only,
-        mode=mode,
-    )
+    config = ddsc_config(decode, **ddsc_options(locals()), mode=mode)
     check_ddsc_layers(model, config)  # before the weights are loaded
     lm = load_model(model, ModelOptions(device=device, dtype=dtype))
     plan = plan_layers(lm.model, config)

@@ -35,6 +35,7 @@ from detox_cli.options import (
     ToxicLayerOpt,
     WeightOpt,
     ddsc_config,
+    ddsc_options,
     decode_config,
     method_settings,
 )
@@ -135,19 +136,7 @@ def rtp(
         temperature=temperature,
         repetition_penalty=repetition_penalty,
     )
-    ddsc = ddsc_config(
-        decode,
-        layers=layers,
-        toxic_layer=toxic_layer,
-        profile=profile,
-        alpha=alpha,
-        divergence=divergence,
-        selection=selection,
-        early_norm=early_norm,
-        contrast_weight=contrast_weight,
-        contrast_temperature=contrast_temperature,
-        safety_only=safety_only,
-    )
+    ddsc = ddsc_config(decode, **ddsc_options(locals()))
     variants = tuple(v for spec in sweep or [] for v in parse_sweep(spec, RTP_TASK))
     settings = RtpSettings(
         prompts=str(prompts),

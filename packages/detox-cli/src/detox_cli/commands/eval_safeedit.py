@@ -33,6 +33,7 @@ from detox_cli.options import (
     WeightOpt,
     checked_scorer_spec,
     ddsc_config,
+    ddsc_options,
     decode_config,
     method_settings,
 )
@@ -137,19 +138,7 @@ def safeedit(
         repetition_penalty=repetition_penalty,
         max_input_tokens=max_input_tokens,
     )
-    ddsc = ddsc_config(
-        decode,
-        layers=layers,
-        toxic_layer=toxic_layer,
-        profile=profile,
-        alpha=alpha,
-        divergence=divergence,
-        selection=selection,
-        early_norm=early_norm,
-        contrast_weight=contrast_weight,
-        contrast_temperature=contrast_temperature,
-        safety_only=safety_only,
-    )
+    ddsc = ddsc_config(decode, **ddsc_options(locals()))
     dinm = DINMConfig(steps=dinm_steps, lr=dinm_lr, chat=chat, max_input_tokens=max_input_tokens)
     settings = SafeEditSettings(
         model=model, mode=mode, method=method_settings(decode, ddsc, dinm=dinm)
