@@ -111,7 +111,7 @@ def test_save_load_round_trip_gives_identical_predictions(
     before = trained.detector.predict(texts)
     trained.detector.save(tmp_path / "det", trained.metadata)
     assert (tmp_path / "det" / "training.json").is_file()
-    loaded = SpanDetector.load(tmp_path / "det", device="cpu")
+    loaded = SpanDetector.load(tmp_path / "det", device="cpu", precision="fp32")
     after = loaded.predict(texts)
     for a, b in zip(before, after, strict=True):
         assert a.tokens == b.tokens and a.offsets == b.offsets
@@ -153,7 +153,7 @@ def test_training_resumes_after_the_last_finished_epoch(
         assert a.segment_probs == pytest.approx(b.segment_probs, abs=1e-4)
 
 
-def test_default_detector_trains_once_then_loads_from_the_cache(
+def test_demo_detector_trains_once_then_loads_from_the_cache(
     tiny_bert_dir: Path, spans_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import detox_cmd.spans.default as default_module
@@ -165,7 +165,7 @@ def test_default_detector_trains_once_then_loads_from_the_cache(
         "DEMO_TRAIN_CONFIG",
         TINY_CONFIG.model_copy(update={"encoder": str(tiny_bert_dir), "epochs": 1}),
     )
-    first = default_module.default_detector(device="cpu")
+    first = default_module.demo_detector(device="cpu")
     cached = tmp_path / "cache" / "detectors" / default_module.default_detector_name()
     assert (cached / "detector.json").is_file()
     assert not list(cached.parent.glob(".*tmp"))
@@ -174,7 +174,7 @@ def test_default_detector_trains_once_then_loads_from_the_cache(
         raise AssertionError("the cached detector should have been loaded")
 
     monkeypatch.setattr(default_module, "train_detector", no_training)
-    second = default_module.default_detector(device="cpu")
+    second = default_module.demo_detector(device="cpu")
     text = ["you stupid fool, we go to the park"]
     assert first.predict(text)[0].segment_probs == pytest.approx(
         second.predict(text)[0].segment_probs, abs=1e-6

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from detox_cmd.spans.decision import SpanDecision
 from detox_cmd.spans.detector import SpanPrediction
 from detox_cmd.spans.evaluate import (
-    char_ranges,
     evaluate_predictions,
     predicted_chars,
     span_f1,
@@ -54,7 +54,7 @@ def test_predicted_chars_fill_inner_gaps_only() -> None:
     assert text[min(chars) : max(chars) + 1] == "stupid  idiot"
     assert len(chars) == len("stupid  idiot")
     assert pred.toxic_char_ranges() == [(10, 23)]
-    union = char_ranges(predicted_chars(pred, 0.5, "union"))
+    union = pred.toxic_char_ranges(SpanDecision(char_rule="union"))
     assert [text[s:e] for s, e in union] == ["a stupid  idiot ok"]
 
 
@@ -66,7 +66,7 @@ def test_evaluate_predictions_counts() -> None:
         _prediction(texts[2], [0.7, 0.1], sentence=0.3),  # predicts "go"
     ]
     gold = [list(range(11, 16)), [], list(range(8, 12))]
-    result = evaluate_predictions(preds, gold, threshold=0.5)
+    result = evaluate_predictions(preds, gold, SpanDecision(threshold=0.5))
     assert result.span_f1 == pytest.approx((1.0 + 1.0 + 0.0) / 3)
     # gold pairs: text0 [0, 0, 1]; text1 [0]; text2 [0, 1]; predicted: [0,0,1], [0], [1,0]
     assert result.segment_precision == pytest.approx(1 / 2)

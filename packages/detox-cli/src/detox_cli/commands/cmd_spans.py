@@ -5,26 +5,64 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from detox_cli.options import DeviceOpt
 from detox_core.errors import DetoxError
 
-DetectorOpt = Annotated[Path, typer.Option("--detector", help="A trained span-detector directory.")]
+if TYPE_CHECKING:
+    from detox_cmd.spans import SpanDecision, SpanDetector
+
+DetectorOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--detector", help="A trained span-detector directory (default: the shipped one)."
+    ),
+]
 ThresholdOpt = Annotated[
-    float, typer.Option("--threshold", min=0.0, max=1.0, help="A pair is toxic when p > this.")
+    float | None,
+    typer.Option(
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="A pair (token) is toxic when p > this (default: the detector's stored threshold).",
+    ),
 ]
 CharRule = Literal["intersection", "union"]
 RuleOpt = Annotated[
-    CharRule,
+    CharRule | None,
     typer.Option(
         "--char-rule",
         help="Pairs to characters: intersection (a token is toxic when all its pairs are; "
-        "SemEval-style spans) or union (both tokens of every toxic pair, as CMD masks).",
+        "SemEval-style spans) or union (both tokens of every toxic pair, as CMD masks). "
+        "Default: the detector's stored rule.",
     ),
 ]
+
+
+def _load(detector: Path | None, device: str) -> SpanDetector:
+    """The named detector directory, or the default (shipped) detector."""
+    from detox_cmd.spans import SpanDetector, default_detector
+
+    if detector is None:
+        return default_detector(device)
+    if not detector.is_dir():
+        raise DetoxError(f"detector directory not found: {detector}", "check the --detector path")
+    return SpanDetector.load(detector, device)
+
+
+def _decision(
+    model: SpanDetector, threshold: float | None, char_rule: CharRule | None
+) -> SpanDecision:
+    """The detector's stored decision rule with the command-line overrides."""
+    update: dict[str, object] = {}
+    if threshold is not None:
+        update["threshold"] = threshold
+    if char_rule is not None:
+        update["char_rule"] = char_rule
+    return model.decision.model_copy(update=update)
 
 
 def train(
@@ -65,6 +103,21 @@ def train(
         float,
         typer.Option("--dev-fraction", min=0.0, max=0.9, help="Share of gold-span texts held out."),
     ] = 0.05,
+    head: Annotated[
+        Literal["segment", "token"],
+        typer.Option("--head", help="segment: the paper's 2-tap pair head; token: a token tagger."),
+    ] = "segment",
+    lora: Annotated[
+        bool,
+        typer.Option(
+            "--lora/--full", help="Train a LoRA adapter (frozen encoder) or every weight."
+        ),
+    ] = False,
+    lora_r: Annotated[int, typer.Option("--lora-r", min=1, help="LoRA rank.")] = 8,
+    tune: Annotated[
+        bool,
+        typer.Option("--tune/--no-tune", help="Choose threshold and post-processing on dev."),
+    ] = True,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -97,6 +150,11 @@ def train(
         segment_weight=segment_weight,
         max_length=max_length,
         dev_fraction=dev_fraction,
+        head=head,
+        lora=lora,
+        lora_r=lora_r,
+        lora_alpha=2 * lora_r,
+        tune=tune,
         seed=seed,
         device=device,
     )
@@ -114,64 +172,92 @@ def train(
             f"{meta.dev.segment_precision:.4f} R {meta.dev.segment_recall:.4f}, sentence acc "
             f"{meta.dev.sentence_accuracy:.4f}"
         )
+    if meta.dev_tuned is not None:
+        console.print(
+            f"dev with the stored decision ({_describe(meta.dev_tuned.decision)}): span F1 "
+            f"{meta.dev_tuned.span_f1:.4f}, segment P {meta.dev_tuned.segment_precision:.4f} "
+            f"R {meta.dev_tuned.segment_recall:.4f}"
+        )
+
+
+def _describe(decision: SpanDecision) -> str:
+    """One line for a decision rule."""
+    return (
+        f"threshold {decision.threshold}, {decision.char_rule}, whole words "
+        f"{'on' if decision.whole_words else 'off'}, trim punctuation "
+        f"{'on' if decision.trim_punctuation else 'off'}, sentence gate {decision.sentence_gate}"
+    )
 
 
 def evaluate(
-    detector: DetectorOpt,
     spans: Annotated[Path, typer.Option("--spans", help="SemEval toxic-spans CSV (gold offsets).")],
+    detector: DetectorOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
-    threshold: ThresholdOpt = 0.5,
-    char_rule: RuleOpt = "intersection",
+    threshold: ThresholdOpt = None,
+    char_rule: RuleOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Span F1 (SemEval-2021 Task 5), segment precision/recall and sentence accuracy."""
+    """Span F1 (SemEval-2021 Task 5), segment and character precision/recall, sentence accuracy,
+    under the detector's stored decision rule (threshold, post-processing) unless overridden."""
+    import time
+
     from rich.console import Console
     from rich.table import Table
 
-    from detox_cmd.spans import SpanDetector, evaluate_predictions
+    from detox_cmd.spans import evaluate_predictions
     from detox_core.data.toxic_spans import read_toxic_spans
 
+    if not spans.is_file():
+        raise DetoxError(f"file not found: {spans}", "check the --spans path")
     rows = read_toxic_spans(spans)
-    model = SpanDetector.load(detector, device)
+    model = _load(detector, device)
+    decision = _decision(model, threshold, char_rule)
+    started = time.perf_counter()
     predictions = model.predict([r.text for r in rows], batch_size=batch_size)
-    result = evaluate_predictions(
-        predictions,
-        [r.spans for r in rows],
-        threshold,
-        char_rule,
-    )
+    seconds = time.perf_counter() - started
+    result = evaluate_predictions(predictions, [r.spans for r in rows], decision)
+    report = {
+        "detector": model.name,
+        "detector_version": model.version,
+        "stored_threshold": model.decision.threshold,
+        "predict_seconds": round(seconds, 2),
+        **result.model_dump(mode="json"),
+    }
     if as_json:
-        sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
-    table = Table(title=f"{spans.name}: {result.n_texts} texts")
+    table = Table(title=f"{spans.name}: {result.n_texts} texts, {model.name}@{model.version}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name in ("span_f1", "segment_precision", "segment_recall", "sentence_accuracy"):
+    names = ("span_f1", "segment_precision", "segment_recall", "char_precision", "char_recall")
+    for name in (*names, "sentence_accuracy"):
         table.add_row(name, f"{getattr(result, name):.4f}")
-    table.add_row("threshold / char rule", f"{threshold} / {char_rule}")
+    table.add_row("stored threshold", f"{model.decision.threshold}")
+    table.add_row("decision used", _describe(decision))
+    table.add_row("predict time", f"{seconds:.1f} s")
     Console().print(table)
 
 
 def predict(
-    detector: DetectorOpt,
     text: Annotated[list[str], typer.Option("--text", help="A text to check (repeatable).")],
-    threshold: ThresholdOpt = 0.5,
-    char_rule: RuleOpt = "intersection",
+    detector: DetectorOpt = None,
+    threshold: ThresholdOpt = None,
+    char_rule: RuleOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Show each text with its toxic spans marked, and the pair probabilities."""
+    """Show each text with its toxic spans marked, the sentence toxicity and the toxic pairs."""
     from rich.console import Console
     from rich.markup import escape
 
-    from detox_cmd.spans import SpanDetector
-
     if not text:
         raise DetoxError("no text given", "pass --text TEXT")
-    model = SpanDetector.load(detector, device)
+    model = _load(detector, device)
+    decision = _decision(model, threshold, char_rule)
     console = Console(highlight=False)
+    console.print(f"{model.name}@{model.version} ({_describe(decision)})")
     for item, prediction in zip(text, model.predict(list(text)), strict=True):
-        ranges = prediction.toxic_char_ranges(threshold, char_rule)
+        ranges = prediction.toxic_char_ranges(decision)
         marked, cursor = [], 0
         for start, end in ranges:
             marked.append(escape(item[cursor:start]))
@@ -179,9 +265,11 @@ def predict(
             cursor = end
         marked.append(escape(item[cursor:]))
         console.print("".join(marked))
+        spans_text = ", ".join(repr(item[s:e]) for s, e in ranges) or "none"
+        console.print(f"  toxic spans: {escape(spans_text)}")
         console.print(f"  sentence toxicity: {prediction.sentence_prob:.3f}")
         offsets = prediction.offsets
         for i, prob in enumerate(prediction.segment_probs):
-            if prob > threshold:
+            if prob > decision.threshold:
                 segment = item[offsets[i][0] : offsets[i + 1][1]]
                 console.print(f"  {prob:.3f}  {escape(segment)}")

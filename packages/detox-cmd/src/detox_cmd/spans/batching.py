@@ -1,7 +1,8 @@
 """Turning tokenized texts into model windows and padded batches.
 
 A window holds ``[CLS] tok_s .. tok_{e-1} [SEP]``; its pair labels are one per adjacent position
-pair: the pairs touching ``[CLS]``/``[SEP]`` are 0, pairs that reach into padding are -100.
+pair: the pairs touching ``[CLS]``/``[SEP]`` are 0, pairs that reach into padding are -100. Its
+token labels (for the token head) are one per position: ``[CLS]``, ``[SEP]`` and padding are -100.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Window(NamedTuple):
     text_index: int
     start: int
     end: int
+    token_labels: list[int] | None = None
 
 
 class Batch(NamedTuple):
@@ -34,6 +36,7 @@ class Batch(NamedTuple):
     attention_mask: torch.Tensor
     segment_labels: torch.Tensor
     sentence_labels: torch.Tensor
+    token_labels: torch.Tensor
 
 
 def text_windows(
@@ -44,6 +47,7 @@ def text_windows(
     pair_labels: Sequence[int] | None = None,
     sentence_label: int = 0,
     first_only: bool = False,
+    token_labels: Sequence[int] | None = None,
 ) -> list[Window]:
     """Cut a tokenized text into windows of at most ``max_length`` positions (specials included).
 
@@ -65,8 +69,11 @@ def text_windows(
         label = sentence_label
         if pair_labels is not None and len(ranges) > 1:
             label = int(1 in inner)
+        tokens = None
+        if token_labels is not None:
+            tokens = [IGNORE_INDEX, *token_labels[start:end], IGNORE_INDEX]
         windows.append(
-            Window([cls_id, *ids[start:end], sep_id], labels, label, text_index, start, end)
+            Window([cls_id, *ids[start:end], sep_id], labels, label, text_index, start, end, tokens)
         )
     return windows
 
@@ -85,6 +92,7 @@ def example_windows(
             pair_labels=example.pair_labels,
             sentence_label=example.sentence_label,
             first_only=example.source == "jigsaw",
+            token_labels=example.token_labels,
         )
     return windows
 
@@ -95,13 +103,16 @@ def collate(windows: Sequence[Window], pad_id: int) -> Batch:
     input_ids = torch.full((len(windows), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(windows), width), dtype=torch.long)
     segments = torch.full((len(windows), width - 1), IGNORE_INDEX, dtype=torch.long)
+    tokens = torch.full((len(windows), width), IGNORE_INDEX, dtype=torch.long)
     for row, window in enumerate(windows):
         n = len(window.ids)
         input_ids[row, :n] = torch.tensor(window.ids)
         attention[row, :n] = 1
         segments[row, : n - 1] = torch.tensor(window.pair_labels)
+        if window.token_labels is not None:
+            tokens[row, :n] = torch.tensor(window.token_labels)
     sentence = torch.tensor([w.sentence_label for w in windows], dtype=torch.long)
-    return Batch(input_ids, attention, segments, sentence)
+    return Batch(input_ids, attention, segments, sentence, tokens)
 
 
 def length_batches(

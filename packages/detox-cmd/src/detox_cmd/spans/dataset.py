@@ -50,6 +50,7 @@ class SpanExample(BaseModel):
     ids: list[int]
     offsets: list[tuple[int, int]]
     pair_labels: list[int]
+    token_labels: list[int]
     sentence_label: int
     source: SpanSource
     gold_chars: list[int] | None = None
@@ -151,6 +152,24 @@ def pair_labels_from_chars(
     return labels
 
 
+def token_labels_from_chars(
+    offsets: Sequence[tuple[int, int]], toxic_chars: Sequence[int] | set[int]
+) -> list[int]:
+    """Label 1 for each token whose characters overlap a toxic character."""
+    toxic = set(toxic_chars)
+    return [int(any(c in toxic for c in range(s, e))) for s, e in offsets]
+
+
+def token_labels_from_pairs(pair_labels: Sequence[int]) -> list[int]:
+    """Token labels from pair labels: a token is toxic when every pair it belongs to is."""
+    if not pair_labels:
+        return []
+    n = len(pair_labels) + 1
+    return [
+        int(all(pair_labels[j] for j in (k - 1, k) if 0 <= j < len(pair_labels))) for k in range(n)
+    ]
+
+
 def segment_texts(text: str, offsets: Sequence[tuple[int, int]]) -> list[str]:
     """The text of every adjacent token pair (the word-pieces joined back via the offsets)."""
     return [text[slice(*segment_range(offsets, i))] for i in range(len(offsets) - 1)]
@@ -198,6 +217,7 @@ def examples_from_gold_spans(
                 ids=tok.ids,
                 offsets=tok.offsets,
                 pair_labels=pair_labels_from_chars(tok.offsets, chars),
+                token_labels=token_labels_from_chars(tok.offsets, chars),
                 sentence_label=int(len(chars) > 0),
                 source="spans",
                 gold_chars=sorted(set(chars)),
@@ -222,6 +242,7 @@ def examples_from_scorer(
             ids=tok.ids,
             offsets=tok.offsets,
             pair_labels=pair,
+            token_labels=token_labels_from_pairs(pair) if pair else [0] * len(tok.ids),
             sentence_label=int(label),
             source="jigsaw",
         )

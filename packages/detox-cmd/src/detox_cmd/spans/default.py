@@ -1,10 +1,11 @@
-"""The default span detector: trained once on the shipped demo data, then cached.
+"""The default span detector: the shipped ``spans-minilm`` weights, else one trained on first use.
 
-``default_detector()`` looks for ``cache_dir("detectors")/<name>``, where the name carries a hash
-of the demo data and the demo training settings (changing either trains a new one). When it is
-missing, a Segment-CNN on all-MiniLM-L6-v2 is trained on ``demo/tsd_demo.csv`` (1,381 SemEval
-toxic-spans training texts, CC0) with a progress bar, which takes a few minutes on a laptop CPU,
-and saved atomically into the cache.
+``default_detector()`` loads ``weights/spans-minilm`` (a LoRA adapter and heads on
+all-MiniLM-L6-v2 trained on SemEval-2021 toxic spans; see its MODEL_CARD.md). Where that folder
+is missing (a trimmed install), it falls back to training a Segment-CNN once on the shipped demo
+data (``demo/tsd_demo.csv``, 1,381 SemEval training texts, CC0; a few minutes on a laptop CPU),
+cached in ``cache_dir("detectors")/<name>``, where the name carries a hash of the demo data and
+settings. To train on your own data, use ``detox cmd spans train`` and pass ``--detector DIR``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import shutil
 from pathlib import Path
 
 from detox_cmd.spans.dataset import SpanDataConfig
-from detox_cmd.spans.detector import CONFIG_FILE, SpanDetector
+from detox_cmd.spans.detector import SpanDetector
 from detox_cmd.spans.train import SpanTrainConfig, train_detector
+from detox_cmd.spans.weights import CONFIG_FILE, SHIPPED_DETECTOR
 from detox_core.paths import cache_dir
 from detox_core.progress import stderr_console
 
@@ -25,14 +27,14 @@ DEMO_TRAIN_CONFIG = SpanTrainConfig(epochs=3, batch_size=32, lr=1e-4, device="au
 
 
 def default_detector_name() -> str:
-    """The cache folder name of the default detector (changes with its data or settings)."""
+    """The cache folder name of the demo-trained fallback (changes with its data or settings)."""
     digest = hashlib.sha256(DEMO_DATA.read_bytes())
     digest.update(DEMO_TRAIN_CONFIG.model_dump_json(exclude={"device"}).encode())
     return f"segment-cnn-demo-{digest.hexdigest()[:12]}"
 
 
-def default_detector(device: str = "auto") -> SpanDetector:
-    """The default Segment-CNN span detector, trained on the demo data on first use."""
+def demo_detector(device: str = "auto") -> SpanDetector:
+    """A Segment-CNN trained on the demo data on first use, then cached."""
     target = cache_dir("detectors") / default_detector_name()
     if not (target / CONFIG_FILE).is_file():
         stderr_console.print(
@@ -51,3 +53,10 @@ def default_detector(device: str = "auto") -> SpanDetector:
         except OSError:  # another process saved it first
             shutil.rmtree(tmp, ignore_errors=True)
     return SpanDetector.load(target, device)
+
+
+def default_detector(device: str = "auto") -> SpanDetector:
+    """The shipped span detector, or the demo-trained fallback where it is not installed."""
+    if (SHIPPED_DETECTOR / CONFIG_FILE).is_file():
+        return SpanDetector.load(SHIPPED_DETECTOR, device)
+    return demo_detector(device)

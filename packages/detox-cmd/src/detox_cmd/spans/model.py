@@ -10,6 +10,10 @@
 - Loss: ``CE(sentence) + segment_weight * CE_w(segments)``, where ``CE_w`` is the class-weighted
   mean cross-entropy (toxic weight ``toxic_weight``, non-toxic 1) over pairs labelled 0/1;
   pairs labelled ``-100`` (padding) are ignored.
+
+``head="token"`` replaces the span head by a token tagger (not in the paper): ``Linear(hidden, 2)``
+on every token state, trained with the same weighted CE on token labels (a token is toxic when it
+overlaps a gold toxic character). The paper's pair head (``head="segment"``) stays the default.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torch import nn
 from detox_core.errors import DetoxError
 
 DEFAULT_ENCODER = "default"
+SpanHead = Literal["segment", "token"]
 
 
 class SegmentCNNConfig(BaseModel):
@@ -34,10 +39,13 @@ class SegmentCNNConfig(BaseModel):
     max_length: int = 128
     dropout: float = 0.1
     pooling: Literal["mean"] = "mean"
+    head: SpanHead = "segment"
+    lora: bool = False
 
 
 class SegmentCNNOutput(NamedTuple):
-    """Logits for every adjacent pair ``[B, L-1, 2]`` and for the sentence ``[B, 2]``."""
+    """Logits for every adjacent pair ``[B, L-1, 2]`` (or, with the token head, every token
+    ``[B, L, 2]``) and for the sentence ``[B, 2]``."""
 
     segment_logits: torch.Tensor
     sentence_logits: torch.Tensor
@@ -85,7 +93,8 @@ def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
 
 
 class SegmentCNN(nn.Module):
-    """Encoder + 2-tap pair convolution + pair classifier, and a mean-pooled sentence classifier."""
+    """Encoder + 2-tap pair convolution + pair classifier (or a token classifier), and a
+    mean-pooled sentence classifier."""
 
     def __init__(self, encoder: Any, config: SegmentCNNConfig) -> None:
         super().__init__()
@@ -112,8 +121,11 @@ class SegmentCNN(nn.Module):
         """Pair logits for every adjacent position pair and sentence logits."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         hidden = self.dropout(hidden)
-        pairs = pair_convolution(hidden, self.w0, self.w1, self.conv_bias)
-        segment_logits = self.segment_head(self.dropout(pairs))
+        if self.config.head == "token":
+            segment_logits = self.segment_head(hidden)
+        else:
+            pairs = pair_convolution(hidden, self.w0, self.w1, self.conv_bias)
+            segment_logits = self.segment_head(self.dropout(pairs))
         sentence_logits = self.sentence_head(self.dropout(masked_mean(hidden, attention_mask)))
         return SegmentCNNOutput(segment_logits, sentence_logits)
 
@@ -126,6 +138,8 @@ def segment_cnn_loss(
     segment_weight: float = 1.0,
 ) -> torch.Tensor:
     """``CE(sentence) + segment_weight * CE_w(segments)``; segment label -100 is ignored.
+
+    With the token head, ``segment_labels`` are token labels ``[B, L]`` (the same loss).
 
     ``CE_w`` is the class-weighted mean: ``sum_j w_{y_j} * ce_j / sum_j w_{y_j}`` with
     ``w_1 = toxic_weight`` and ``w_0 = 1`` (as ``torch.nn.functional.cross_entropy`` with

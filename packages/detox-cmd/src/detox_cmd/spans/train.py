@@ -10,6 +10,12 @@ bert-base-uncased): the default encoder is the much smaller all-MiniLM-L6-v2 tra
 epochs on a CPU, which needs a higher learning rate (1e-4) and smaller batches (32) to converge
 in that budget. The toxic-segment weight defaults to the paper's 2 (the reference code used 8
 with its segment loss halved; pass ``toxic_weight=8, segment_weight=0.5`` to reproduce that).
+
+Beyond the paper: ``head="token"`` trains a token tagger instead of the pair head; ``lora=True``
+freezes the encoder and trains a peft LoRA adapter on it (tox-minilm's targets, lr ``lr``), which
+is what the shipped detector is (a few MB to ship instead of the whole encoder); with a dev split
+and ``tune=True`` the decision rule (threshold, post-processing, sentence gate) is chosen on dev
+after training (``tuning.choose_decision``) and stored with the detector.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from detox_cmd.spans.dataset import (
     build_span_examples,
     special_token_ids,
 )
+from detox_cmd.spans.decision import SpanDecision
 from detox_cmd.spans.detector import SpanDetector
 from detox_cmd.spans.evaluate import (
     DEFAULT_CHAR_RULE,
@@ -45,9 +52,12 @@ from detox_cmd.spans.model import (
     DEFAULT_ENCODER,
     SegmentCNN,
     SegmentCNNConfig,
+    SpanHead,
     load_encoder,
     segment_cnn_loss,
 )
+from detox_cmd.spans.tuning import TunedDecision, choose_decision
+from detox_cmd.spans.weights import core_encoder_spec
 from detox_core.models import resolve_device
 from detox_core.progress import progress_bar, stderr_console
 from detox_core.scoring import ToxicityScorer
@@ -73,6 +83,12 @@ class SpanTrainConfig(BaseModel):
     dev_fraction: float = Field(default=0.0, ge=0, lt=1)
     threshold: float = Field(default=0.5, gt=0, lt=1)
     char_rule: CharRule = DEFAULT_CHAR_RULE
+    head: SpanHead = "segment"
+    lora: bool = False
+    lora_r: int = Field(default=8, ge=1)
+    lora_alpha: int = Field(default=16, ge=1)
+    lora_dropout: float = Field(default=0.1, ge=0, lt=1)
+    tune: bool = True
     device: str = "auto"
 
 
@@ -88,6 +104,8 @@ class TrainingMetadata(BaseModel):
     epoch_losses: list[float]
     dev: SpanEvalResult | None = None
     dev_history: list[SpanEvalResult] = Field(default_factory=list)
+    tuned: TunedDecision | None = None
+    dev_tuned: SpanEvalResult | None = None
     seconds: float
     device: str
     created: str
@@ -127,6 +145,8 @@ def _optimizer(model: SegmentCNN, config: SpanTrainConfig) -> torch.optim.AdamW:
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     for name, param in model.encoder.named_parameters():
+        if not param.requires_grad:  # the frozen base weights under LoRA
+            continue
         (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
     groups: list[dict[str, Any]] = [
         {"params": decay, "lr": config.lr, "weight_decay": config.weight_decay},
@@ -195,9 +215,12 @@ def fit(
             ):
                 batch = collate([windows[i] for i in indices], pad_id)
                 output = model(batch.input_ids.to(device), batch.attention_mask.to(device))
+                labels = (
+                    batch.token_labels if model.config.head == "token" else batch.segment_labels
+                )
                 loss = segment_cnn_loss(
                     output,
-                    batch.segment_labels.to(device),
+                    labels.to(device),
                     batch.sentence_labels.to(device),
                     config.toxic_weight,
                     config.segment_weight,
@@ -249,6 +272,36 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _encoder(config: SpanTrainConfig) -> tuple[Any, Any]:
+    """The encoder and tokenizer to train: as loaded, or LoRA-wrapped (tox-minilm's targets)."""
+    if not config.lora:
+        return load_encoder(config.encoder)
+    from detox_core.scoring import minilm
+    from detox_core.scoring.minilm_train import JudgeSettings, _add_lora
+
+    encoder, tokenizer = minilm.load_encoder(core_encoder_spec(config.encoder))
+    settings = JudgeSettings(
+        lora_r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout
+    )
+    return _add_lora(encoder, settings), tokenizer
+
+
+def _tune(detector: SpanDetector, dev: list[SpanExample]) -> tuple[TunedDecision, SpanEvalResult]:
+    """Choose the decision rule on dev, store it in ``detector`` and evaluate under it."""
+    predictions = detector.predict([e.text for e in dev])
+    gold = [e.gold_chars or [] for e in dev]
+    tuned = choose_decision(predictions, gold)
+    detector.decision = tuned.decision
+    result = evaluate_predictions(predictions, gold, tuned.decision)
+    d = tuned.decision
+    stderr_console.print(
+        f"decision chosen on dev: threshold {d.threshold}, whole words {d.whole_words}, trim "
+        f"{d.trim_punctuation}, sentence gate {d.sentence_gate}: dev span F1 {result.span_f1:.4f} "
+        f"(segment P {result.segment_precision:.3f} R {result.segment_recall:.3f})"
+    )
+    return tuned, result
+
+
 def train_detector(
     data: SpanDataConfig,
     config: SpanTrainConfig,
@@ -262,7 +315,7 @@ def train_detector(
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
-    encoder, tokenizer = load_encoder(config.encoder)
+    encoder, tokenizer = _encoder(config)
     examples, summary = build_span_examples(tokenizer, data, scorer)
     train, dev = split_dev(examples, config.dev_fraction, config.seed)
     torch.manual_seed(config.seed)
@@ -273,6 +326,8 @@ def train_detector(
             hidden_size=int(encoder.config.hidden_size),
             max_length=config.max_length,
             dropout=config.dropout,
+            head=config.head,
+            lora=config.lora,
         ),
     )
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
@@ -280,11 +335,12 @@ def train_detector(
     detector = SpanDetector(model, tokenizer, device)
     history: list[SpanEvalResult] = []
 
+    base = SpanDecision(threshold=config.threshold, char_rule=config.char_rule)
+    detector.decision = base
+
     def evaluate_dev(epoch: int) -> None:
         predictions = detector.predict([e.text for e in dev])
-        result = evaluate_predictions(
-            predictions, [e.gold_chars or [] for e in dev], config.threshold, config.char_rule
-        )
+        result = evaluate_predictions(predictions, [e.gold_chars or [] for e in dev], base)
         history.append(result)
         stderr_console.print(
             f"epoch {epoch + 1}: dev span F1 {result.span_f1:.4f} "
@@ -295,6 +351,7 @@ def train_detector(
     detector.model.eval()
     if checkpoint is not None:
         shutil.rmtree(checkpoint, ignore_errors=True)
+    tuned, dev_tuned = _tune(detector, dev) if dev and config.tune else (None, None)
     metadata = TrainingMetadata(
         config=config,
         data=summary,
@@ -305,6 +362,8 @@ def train_detector(
         epoch_losses=losses,
         dev=history[-1] if history else None,
         dev_history=history,
+        tuned=tuned,
+        dev_tuned=dev_tuned,
         seconds=round(time.perf_counter() - started, 1),
         device=str(device),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
