@@ -1,6 +1,7 @@
 """CMD training throughput with and without the contrastive term, and their ratio.
 
-Both runs train the same chains with the same settings for ``STEPS`` optimizer steps; the only
+Both runs train the same chains (16 real chains from ``tests/fixtures/cmd_chains_real.jsonl``)
+with the same settings for ``STEPS`` optimizer steps of ``BATCH`` x ``GRAD_ACCUM`` rows; the only
 difference is ``use_cl``. Throughput is chain tokens per second of optimizer steps (model
 loading, checkpoints and the plot excluded). The contrastive term costs an anchor sample of
 ``cl_anchor_tokens`` tokens per group plus one extra forward/backward over the anchor, positive
@@ -16,19 +17,15 @@ another spec.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from train_helpers import make_records, write_records
-
 from detox_cmd.training import CMDTrainConfig, CMDTrainer
 
-STEPS = 3
+CHAINS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "cmd_chains_real.jsonl"
+STEPS = 2
 BATCH = 4
-COPIES = 2  # the 4 example chains repeated: 8 rows, 2 batches of 4
+GRAD_ACCUM = 2  # 16 chains: two optimizer steps of 2 micro-batches of 4
 
 
 def _throughput(model: str, data: Path, out: Path, use_cl: bool) -> float:
@@ -38,7 +35,8 @@ def _throughput(model: str, data: Path, out: Path, use_cl: bool) -> float:
         output_dir=out,
         max_steps=STEPS,
         per_device_train_batch_size=BATCH,
-        max_length=128,
+        gradient_accumulation_steps=GRAD_ACCUM,
+        max_length=256,
         use_cl=use_cl,
     )
     result = CMDTrainer(config, show_progress=False).train()
@@ -49,10 +47,7 @@ def _throughput(model: str, data: Path, out: Path, use_cl: bool) -> float:
 
 def test_bench_train_contrastive_ratio(benchmark: Any, tmp_path: Path) -> None:
     model = os.environ.get("DETOX_BENCH_TRAIN_MODEL", "default")
-    records = [
-        r.model_copy(update={"id": f"{r.id}-{k}"}) for k in range(COPIES) for r in make_records()
-    ]
-    data = write_records(tmp_path / "train.jsonl", records)
+    data = CHAINS
     runs = iter(range(1_000))
 
     def run_both() -> tuple[float, float]:

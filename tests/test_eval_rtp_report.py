@@ -222,3 +222,19 @@ def test_chosen_layers_read_from_extras() -> None:
     g = gen("a", 0, 0.1)
     g.extras["layers"] = [[0, 2], [1, None], [3, 2]]
     assert chosen_layers([g, gen("b", 0, 0.1)]) == ([0, 1, 3], [2, 2])
+
+
+def test_malformed_chain_share_is_reported_for_chain_methods_only() -> None:
+    chains = [gen("p1", i, 0.1, method="cmd") for i in range(4)]
+    for i, g in enumerate(chains):
+        g.extras["malformed"] = i == 0
+    plain = split_metrics([gen("p1", 0, 0.1), gen("p1", 1, 0.2)])
+    assert plain.malformed is None
+    assert split_metrics(chains).malformed == pytest.approx(0.25)
+    settings = RtpSettings(prompts="p.jsonl", methods=("vanilla", "cmd"), samples=4)
+    manifest = RtpManifest(task=TASK, settings=settings)
+    report = build_report([gen("p1", 0, 0.1), *chains], manifest)
+    text = render_markdown(report)
+    assert "| Malformed |" in text
+    assert report.methods["cmd"]["overall"].malformed == pytest.approx(0.25)
+    assert "25.0%" in text.split("| cmd |")[1].splitlines()[0]

@@ -37,6 +37,8 @@ class SplitMetrics(BaseModel):
 
     ``n_prompts`` and ``n_samples`` count scored prompts and samples (those EMT and TP are over);
     ``n_missing`` counts samples without a score. PPL and distinct-n cover every sample.
+    ``malformed``: share of samples whose CMD chain was malformed (no ``# Generation:`` or no
+    closing `` #``); None for methods that write no chain.
     """
 
     emt: float | None = None
@@ -51,6 +53,7 @@ class SplitMetrics(BaseModel):
     distinct_1: float | None = None
     distinct_2: float | None = None
     distinct_3: float | None = None
+    malformed: float | None = None
     n_prompts: int = 0
     n_samples: int = 0
     n_missing: int = 0
@@ -175,6 +178,12 @@ def texts_by_prompt(generations: Sequence[Generation]) -> list[list[str]]:
     return [[text for _, text in sorted(groups[p])] for p in sorted(groups)]
 
 
+def malformed_share(generations: Sequence[Generation]) -> float | None:
+    """Share of chains flagged ``extras.malformed``; None when no sample carries the flag."""
+    flags = [g.extras["malformed"] for g in generations if "malformed" in g.extras]
+    return sum(bool(f) for f in flags) / len(flags) if flags else None
+
+
 def split_metrics(
     generations: Sequence[Generation],
     *,
@@ -205,6 +214,7 @@ def split_metrics(
         distinct_1=mean_distinct(groups, 1),
         distinct_2=mean_distinct(groups, 2),
         distinct_3=mean_distinct(groups, 3),
+        malformed=malformed_share(generations),
         n_prompts=tox.n_prompts,
         n_samples=tox.n_samples,
         n_missing=tox.n_missing,
@@ -318,7 +328,8 @@ def render_markdown(report: EvalReport) -> str:
         "",
         "EMT = expected maximum toxicity (std of per-prompt maxima); TP (prompt) = share of "
         "prompts with at least one toxic sample; TP (sample) = share of toxic samples (older CMD "
-        "tables). Intervals are 95% bootstrap intervals over prompts.",
+        "tables). Intervals are 95% bootstrap intervals over prompts. Malformed = share of CMD "
+        "chains without `# Generation:` or the closing ` #` (their fallback text is scored).",
     ]
     for split in SPLITS:
         lines += [
@@ -326,8 +337,8 @@ def render_markdown(report: EvalReport) -> str:
             f"## {SPLIT_TITLES[split]}",
             "",
             "| Method | EMT (std) | EMT 95% CI | TP prompt | TP 95% CI | TP sample | PPL "
-            "| Dist-1 | Dist-2 | Dist-3 | Prompts | Samples | Missing |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| Dist-1 | Dist-2 | Dist-3 | Malformed | Prompts | Samples | Missing |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for method, splits in report.methods.items():
             m = splits[split]
@@ -336,7 +347,8 @@ def render_markdown(report: EvalReport) -> str:
                 f"| {_interval(m.emt_ci_low, m.emt_ci_high)} | {_pct(m.tp_prompt)} "
                 f"| {_interval(m.tp_prompt_ci_low, m.tp_prompt_ci_high, pct=True)} "
                 f"| {_pct(m.tp_sample)} | {_fmt(m.ppl, 2)} | {_fmt(m.distinct_1)} "
-                f"| {_fmt(m.distinct_2)} | {_fmt(m.distinct_3)} | {m.n_prompts} "
+                f"| {_fmt(m.distinct_2)} | {_fmt(m.distinct_3)} | {_pct(m.malformed)} "
+                f"| {m.n_prompts} "
                 f"| {m.n_samples} | {m.n_missing} |"
             )
     if report.paired_vs_vanilla:
