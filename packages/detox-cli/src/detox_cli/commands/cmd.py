@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from detox_cli.commands import cmd_generate, cmd_spans, cmd_synthesize, cmd_train
+from detox_cli.commands import cmd_generate, cmd_recipe, cmd_spans, cmd_synthesize, cmd_train
 
 app = typer.Typer(help="CMD: context-aware model self-detoxification.", no_args_is_help=True)
+app.command("recipe")(cmd_recipe.recipe)
 app.command("synthesize")(cmd_synthesize.synthesize)
 app.command("detect")(cmd_synthesize.detect)
 app.command("rephrase")(cmd_synthesize.rephrase)
