@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -170,3 +171,20 @@ def test_chain_generation_composes_with_ddsc(adapter_dir: Path) -> None:
     again = generate_chain(lm.model, lm.tokenizer, prompts, config, ddsc=ddsc, max_chain_tokens=40)
     assert len(first) == 2
     assert first == again  # seeded
+
+
+def test_adapter_default_resolves_to_the_shipped_folder(
+    adapter_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detox_cmd import inference
+
+    shipped = tmp_path / "adapters" / "default"
+    monkeypatch.setattr(inference, "DEFAULT_ADAPTER_DIR", shipped)
+    monkeypatch.chdir(tmp_path)  # no folder named "default" here
+    with pytest.raises(DetoxError, match="no default CMD adapter"):
+        inference.find_adapter("default")
+    shutil.copytree(adapter_dir / "adapter", shipped)
+    found, info = inference.find_adapter("default")
+    assert found == shipped and Path(info.base_model).exists()
+    lm = load_cmd_model("default", CPU)
+    assert lm.spec == "default" and lm.num_layers == 4

@@ -35,6 +35,10 @@ CHAIN_SLACK_TOKENS = 16
 RUN_INFO_FILE = "train_config.json"
 # Offset between the seeds of the two phases, so their random draws are unrelated.
 PHASE_SEED_OFFSET = 1 << 32
+# ``--adapter default``: the adapter shipped in this package (trained by the CMD recipe on the
+# default model; see its README.md for the command that reproduces it).
+DEFAULT_ADAPTER = "default"
+DEFAULT_ADAPTER_DIR = Path(__file__).parent / "adapters" / "default"
 
 
 class ChainOutput(BaseModel):
@@ -65,9 +69,22 @@ def parse_chain(chain: str) -> ChainOutput:
     return ChainOutput(generation=body, chain=chain, malformed=malformed)
 
 
+def resolve_adapter(path: str | Path) -> Path:
+    """``default`` (when no such folder exists here) is the shipped adapter; else the path."""
+    if str(path) == DEFAULT_ADAPTER and not Path(DEFAULT_ADAPTER).exists():
+        if not (DEFAULT_ADAPTER_DIR / "adapter_config.json").exists():
+            raise DetoxError(
+                "this detox-cmd ships no default CMD adapter",
+                "train one with the CMD recipe and pass its folder as the adapter",
+            )
+        return DEFAULT_ADAPTER_DIR
+    return Path(path).expanduser()
+
+
 def find_adapter(path: str | Path) -> tuple[Path, TrainRunInfo]:
-    """The adapter folder inside a training output (or the folder itself) and its run info."""
-    path = Path(path).expanduser()
+    """The adapter folder inside a training output (or the folder itself, or ``default``: the
+    shipped one) and its run info."""
+    path = resolve_adapter(path)
     adapter = path / "adapter" if (path / "adapter" / "adapter_config.json").exists() else path
     if not (adapter / "adapter_config.json").exists():
         raise DetoxError(
