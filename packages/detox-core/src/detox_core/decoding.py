@@ -129,13 +129,20 @@ def top_p_filter(scores: torch.Tensor, top_p: float, top_k: int = 0) -> torch.Te
     return scores.masked_fill(drop, float("-inf"))
 
 
+def penalized(config: DecodeConfig) -> bool:
+    """Whether a repetition penalty is set (without one the loop keeps no seen-token mask)."""
+    return config.repetition_penalty != 1.0
+
+
 def choose_next_token(
     scores: torch.Tensor, config: DecodeConfig, generator: torch.Generator | None
 ) -> torch.Tensor:
     """Greedy argmax or temperature/top-p sampling over ``scores`` ``[B, V]``."""
     if config.greedy:
         return scores.argmax(dim=-1)
-    filtered = top_p_filter(scores / config.temperature, config.top_p, config.top_k)
+    if config.temperature != 1.0:
+        scores = scores / config.temperature
+    filtered = top_p_filter(scores, config.top_p, config.top_k)
     probs = torch.softmax(filtered, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
@@ -185,12 +192,18 @@ def decode(
         generator = torch.Generator(device=device)
         generator.manual_seed(config.seed)
 
-    seen = torch.zeros(batch, vocab, dtype=torch.bool, device=device)
-    if config.repetition_penalty != 1.0:
-        seen = context_token_mask(input_ids, attention, vocab)
+    # No penalty, no bookkeeping: the [B, V] mask exists only when a penalty is set.
+    seen = context_token_mask(input_ids, attention, vocab) if penalized(config) else None
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     out_tokens = torch.full((batch, config.max_new_tokens), pad_id, device=device)
     lengths = torch.zeros(batch, dtype=torch.long, device=device)
+    # The whole attention mask, allocated once; step ``i`` reads a prefix of it (no cat per step).
+    prompt_len = input_ids.shape[1]
+    full_attention = torch.ones(
+        batch, prompt_len + config.max_new_tokens, dtype=attention.dtype, device=device
+    )
+    full_attention[:, :prompt_len] = attention
+    single_eos = eos[0] if eos.numel() == 1 else None
 
     position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
     step_input, past = input_ids, None
@@ -198,7 +211,7 @@ def decode(
     for step in range(config.max_new_tokens):
         outputs = model(
             input_ids=step_input,
-            attention_mask=attention,
+            attention_mask=full_attention[:, : prompt_len + step],
             position_ids=position_ids,
             past_key_values=past,
             use_cache=True,
@@ -207,16 +220,15 @@ def decode(
         )
         past = outputs.past_key_values
         scores = scorer(outputs.logits[:, -1, :], outputs)
-        scores = apply_repetition_penalty(scores, seen, config.repetition_penalty)
-        token = choose_next_token(scores, config, generator)
-        token = torch.where(finished, torch.full_like(token, pad_id), token)
+        if seen is not None:
+            scores = apply_repetition_penalty(scores, seen, config.repetition_penalty)
+        token = choose_next_token(scores, config, generator).masked_fill_(finished, pad_id)
         out_tokens[:, step] = token
-        lengths += (~finished).long()
-        finished = finished | torch.isin(token, eos)
-        if config.repetition_penalty != 1.0:
+        lengths += ~finished
+        finished |= token == single_eos if single_eos is not None else torch.isin(token, eos)
+        if seen is not None:
             seen.scatter_(1, token[:, None], True)
         step_input = token[:, None]
-        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=-1)
         position_ids = position_ids[:, -1:] + 1
         steps_run = step + 1
         if steps_run % config.sync_every == 0 and bool(finished.all().item()):
