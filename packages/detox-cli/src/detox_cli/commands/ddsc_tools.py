@@ -97,8 +97,8 @@ def bench(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
 ) -> None:
-    """Time DDSC against plain greedy decoding and the extra lm_head rows it needs (torch threads:
-    `detox --threads N ddsc bench ...`)."""
+    """Time DDSC against transformers' generate and detox's plain loop (greedy, interleaved) plus
+    the extra lm_head rows it needs (torch threads: `detox --threads N ddsc bench ...`)."""
     from detox_core.decoding import DecodeConfig
     from detox_core.models import ModelOptions, load_model
     from detox_ddsc.bench import run_bench
@@ -123,7 +123,8 @@ def bench(
     sys.stdout.write(text + "\n")
     if not as_json:
         Console(stderr=True).print(
-            f"vanilla {result.vanilla_ms_per_token:.1f} ms/token, ddsc "
-            f"{result.ddsc_ms_per_token:.1f} ms/token, extra head "
-            f"{result.extra_head_ms_per_token:.1f} ms/token: efficiency {result.efficiency:.3f}"
+            f"HF generate {result.hf_generate_ms_per_token:.1f} ms/step, detox plain "
+            f"{result.vanilla_ms_per_token:.1f} ({result.plain_over_hf:.3f}x), ddsc "
+            f"{result.ddsc_ms_per_token:.1f}, extra head {result.extra_head_ms_per_token:.1f}: "
+            f"efficiency {result.efficiency:.3f} (vs detox plain {result.efficiency_vs_detox:.3f})"
         )
