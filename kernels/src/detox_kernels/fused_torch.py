@@ -85,6 +85,36 @@ def select_layers_fused(
         t is not None and t.requires_grad for t in (end, cands, toxic)
     ):  # out= buffers do not support autograd
         return select_layers_torch(end, cands, toxic, divergence)
+    if cands.shape[0] == 1:
+        return _select_rows(end, cands, toxic, divergence)
+    # One batch row at a time: the [K, V] scratch of a row stays in the CPU's cache across the
+    # dozen passes over it. Every operation is per row, so the results are the whole batch's (bit
+    # for bit when V is a multiple of 16; otherwise vector loops may round the last ulp apart).
+    parts = [
+        _select_rows(
+            end[b : b + 1],
+            cands[b : b + 1],
+            None if toxic is None else toxic[b : b + 1],
+            divergence,
+        )
+        for b in range(cands.shape[0])
+    ]
+    div_toxic = [p.div_toxic for p in parts if p.div_toxic is not None]
+    s = [p.s for p in parts if p.s is not None]
+    return LayerSelection(
+        torch.cat([p.h for p in parts]),
+        torch.cat(s) if toxic is not None else None,
+        torch.cat([p.div_end for p in parts]),
+        torch.cat(div_toxic) if toxic is not None else None,
+    )
+
+
+def _select_rows(
+    end: torch.Tensor,
+    cands: torch.Tensor,
+    toxic: torch.Tensor | None,
+    divergence: Divergence,
+) -> LayerSelection:
     batch, _, vocab = cands.shape
     refs = [end] if toxic is None else [end, toxic]
     n_refs = len(refs)
