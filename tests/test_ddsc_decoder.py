@@ -290,3 +290,22 @@ def test_apc_head_size_follows_alpha(lm: Any) -> None:
         p = torch.softmax(logits.float(), -1)
         assert sizes[-1] == int((p >= alpha * p.max(-1, keepdim=True).values).sum())
     assert sizes[0] <= sizes[1] <= sizes[2] == logits.numel()
+
+
+def test_head_logits_reuse_one_buffer_with_the_plain_linear_values(lm: Any) -> None:
+    _, _, _, outputs, _ = reference_step(lm, PROMPTS, [0, 1, 2, 4], 3)
+    config = DDSCConfig(layers="0,1,2,4", toxic_layer=3)
+    scorer = DDSCStepScorer(lm.model, plan_layers(lm.model, config), config)
+    states = outputs.hidden_states
+    stacked = torch.stack([states[i][:, -1] for i in scorer.plan.rows], dim=1)
+    head = lm.model.get_output_embeddings()
+    with torch.inference_mode():
+        first = scorer.head_logits(outputs)
+        expected = torch.nn.functional.linear(stacked, head.weight, head.bias)
+        assert torch.equal(first, expected)  # bit for bit what the plain linear gives
+        again = scorer.head_logits(outputs)
+        assert again.data_ptr() == first.data_ptr()  # no fresh [B, R, V] tensor per step
+    with torch.no_grad():
+        assert torch.equal(scorer.head_logits(outputs), expected)  # outside inference mode too
+    tracked = scorer.head_logits(outputs)  # autograd on: a plain linear, not the buffer
+    assert tracked.requires_grad and torch.equal(tracked.detach(), expected)

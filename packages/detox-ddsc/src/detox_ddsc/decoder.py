@@ -144,14 +144,32 @@ class DDSCStepScorer:
         self.candidate_layers = torch.tensor(plan.candidates, dtype=torch.long, device=device)
         self.h_steps: list[torch.Tensor] = []
         self.s_steps: list[torch.Tensor] = []
+        self._head_out: torch.Tensor | None = None
 
     def head_logits(self, outputs: Any) -> torch.Tensor:
-        """``lm_head`` of the planned rows at the last position: one matmul, ``[B, R, V]``."""
+        """``lm_head`` of the planned rows at the last position: one matmul, ``[B, R, V]``.
+
+        Without autograd the product is written into a buffer reused from step to step (a fresh
+        ``[B, R, V]`` tensor each step costs the CPU page faults on tens of megabytes), so the
+        result is only valid until the next call.
+        """
         states = outputs.hidden_states
         stacked = torch.stack([states[i][:, -1] for i in self.plan.rows], dim=1)
         if self.norm is not None:
             stacked = torch.where(self.norm_rows[None, :, None], self.norm(stacked), stacked)
-        return torch.nn.functional.linear(stacked, self.weight, self.bias)
+        if torch.is_grad_enabled():
+            return torch.nn.functional.linear(stacked, self.weight, self.bias)
+        shape = (*stacked.shape[:-1], self.weight.shape[0])
+        out = self._head_out
+        if (
+            out is None
+            or out.shape != shape
+            or out.dtype != stacked.dtype
+            or out.is_inference() != torch.is_inference_mode_enabled()
+        ):
+            out = self._head_out = stacked.new_empty(shape)
+        torch.matmul(stacked, self.weight.T, out=out)
+        return out if self.bias is None else out.add_(self.bias)
 
     def __call__(self, logits: torch.Tensor, outputs: Any) -> torch.Tensor:
         plan, config = self.plan, self.config
