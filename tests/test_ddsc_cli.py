@@ -231,4 +231,7 @@ def test_bench_prints_the_timings(tiny_lm_dir: Path, capsys: pytest.CaptureFixtu
     assert result["efficiency"] == pytest.approx((hf + head) / ddsc, rel=1e-2)
     assert result["efficiency_vs_detox"] == pytest.approx((plain + head) / ddsc, rel=1e-2)
     assert result["plain_over_hf"] == pytest.approx(plain / hf, rel=1e-2)
+    reused = result["extra_head_reused_ms_per_token"]
+    assert reused > 0
+    assert result["efficiency_strict"] == pytest.approx((hf + reused) / ddsc, rel=1e-2)
     assert (result["batch"], result["layers"], result["head_rows"]) == (2, [0, 2, 4], 3)

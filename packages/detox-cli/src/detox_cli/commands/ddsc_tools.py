@@ -126,5 +126,6 @@ def bench(
             f"HF generate {result.hf_generate_ms_per_token:.1f} ms/step, detox plain "
             f"{result.vanilla_ms_per_token:.1f} ({result.plain_over_hf:.3f}x), ddsc "
             f"{result.ddsc_ms_per_token:.1f}, extra head {result.extra_head_ms_per_token:.1f}: "
-            f"efficiency {result.efficiency:.3f} (vs detox plain {result.efficiency_vs_detox:.3f})"
+            f"efficiency {result.efficiency:.3f} (vs detox plain {result.efficiency_vs_detox:.3f}; "
+            f"strict {result.efficiency_strict:.3f})"
         )
