@@ -1,6 +1,7 @@
 """Where the toxic-span detector comes from: ``--detector`` spec to a ``Detector``.
 
-- ``None`` (default): ``detox_cmd.spans.default_detector()``, the Segment-CNN;
+- ``None`` (default): ``detox_cmd.spans.default_detector()``, the shipped ``spans-minilm``
+  detector (trained on first use from the demo data only where its weights are missing);
 - a directory: ``detox_cmd.spans.SpanDetector.load(DIR)``;
 - ``scorer``: no trained model; the words of the text (``\\w+`` runs and single punctuation
   marks) are the tokens and each adjacent pair's text is scored by the toxicity scorer, which is
