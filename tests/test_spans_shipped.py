@@ -12,6 +12,7 @@ from detox_cli.app import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+CLEAN = "The weather is lovely today and the park is full of families."
 # (text, a word that must be marked, words that must not be marked)
 CASES = [
     ("You are a complete idiot and everyone knows it.", "idiot", ["everyone", "knows"]),
@@ -30,13 +31,16 @@ def test_shipped_detector_marks_the_obvious_spans() -> None:
     assert detector.name == SHIPPED_NAME and len(detector.version.split("-")[0]) == 12
     assert detector.config.lora and 0.0 < detector.decision.threshold < 1.0
     texts = [text for text, _, _ in CASES]
-    predictions = detector.predict(texts)
+    *predictions, clean_prediction = detector.predict([*texts, CLEAN])
     for (text, toxic, clean), prediction in zip(CASES, predictions, strict=True):
         marked = " ".join(text[s:e] for s, e in detector.toxic_char_ranges(prediction))
         assert toxic in marked, (text, marked)
         assert not any(word in marked for word in clean), (text, marked)
         assert len(marked) < len(text) / 2, (text, marked)  # not the whole sentence
         assert prediction.sentence_prob > 0.5
+    # trained with clean comments too: a plainly clean text gets no span
+    assert detector.toxic_char_ranges(clean_prediction) == []
+    assert clean_prediction.sentence_prob < 0.5
 
 
 @pytest.mark.slow
