@@ -65,6 +65,9 @@ def recipe(
     max_length: Annotated[
         int, typer.Option("--max-length", min=8, help="Max tokens per training chain.")
     ] = 256,
+    save_every: Annotated[
+        int, typer.Option("--save-every", min=1, help="Checkpoint every N optimizer steps.")
+    ] = 10,
     cl_weight: Annotated[
         float, typer.Option("--cl-weight", min=0.0, help="Contrastive weight (paper 1).")
     ] = 1.0,
@@ -138,6 +141,7 @@ def recipe(
         "per_device_train_batch_size": batch_size,
         "gradient_accumulation_steps": grad_accum,
         "max_length": max_length,
+        "save_steps": save_every,
         "cl_weight": cl_weight,
         "use_cl": not no_cl,
         "lora_r": lora_r,
