@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from detox_core.errors import DetoxError
 from detox_core.scoring.registry import SCORER_SPECS, check_scorer_spec
-from detox_ddsc.types import Divergence, Selection
+from detox_ddsc.types import Divergence, Preset, Selection
 
 if TYPE_CHECKING:
     from detox_core.decoding import DecodeConfig
@@ -109,7 +109,18 @@ ProfileOpt = Annotated[
     Path | None,
     typer.Option("--profile", help="DDSC toxic-layer profile from `detox ddsc locate`."),
 ]
-AlphaOpt = Annotated[float, typer.Option("--alpha", help="APC alpha, in (0, 1].")]
+PresetOpt = Annotated[
+    Preset,
+    typer.Option(
+        "--preset",
+        help="DDSC contrast settings: faithful (the reference: w 1, alpha 0.1), diverse (w 0.05, "
+        "alpha 0.05: keeps most of sampling's diversity), auto (faithful when greedy, diverse "
+        "when sampling). --alpha, --contrast-weight, --contrast-temperature override it.",
+    ),
+]
+AlphaOpt = Annotated[
+    float | None, typer.Option("--alpha", help="APC alpha, in (0, 1] (default: the preset's).")
+]
 DivergenceOpt = Annotated[
     Divergence,
     typer.Option(
@@ -128,13 +139,17 @@ EarlyNormOpt = Annotated[
     bool, typer.Option("--early-norm", help="Pass early layers through the final norm.")
 ]
 WeightOpt = Annotated[
-    float,
-    typer.Option("--contrast-weight", help="w in log p_E - w log q_B (1 = reference), >= 0."),
+    float | None,
+    typer.Option(
+        "--contrast-weight",
+        help="w in log p_E - w log q_B (1 = reference), >= 0 (default: the preset's).",
+    ),
 ]
 ContrastTempOpt = Annotated[
-    float,
+    float | None,
     typer.Option(
-        "--contrast-temperature", help="Divide the contrast score by this (1 = reference), > 0."
+        "--contrast-temperature",
+        help="Divide the contrast score by this (1 = reference), > 0 (default: the preset's).",
     ),
 ]
 SafetyOnlyOpt = Annotated[
@@ -182,31 +197,38 @@ def ddsc_config(
     layers: str = "all",
     toxic_layer: int | None = None,
     profile: Path | None = None,
-    alpha: float = 0.1,
+    preset: Preset = "auto",
+    alpha: float | None = None,
     divergence: Divergence = "reference",
     selection: Selection = "per-row",
     early_norm: bool = False,
-    contrast_weight: float = 1.0,
-    contrast_temperature: float = 1.0,
+    contrast_weight: float | None = None,
+    contrast_temperature: float | None = None,
     safety_only: bool = False,
     mode: str = "ddsc",
 ) -> DDSCConfig:
-    """The DDSC settings from the shared options (``--toxic-layer`` or ``--profile``, not both)."""
-    from detox_ddsc.config import DDSCConfig
+    """The DDSC settings from the shared options (``--toxic-layer`` or ``--profile``, not both);
+    alpha and the contrast weight and temperature come from ``preset`` unless given."""
+    from detox_ddsc.config import DDSCConfig, preset_settings
 
     if toxic_layer is not None and profile is not None:
         raise DetoxError("both --toxic-layer and --profile were given", "use one of them")
+    given = {
+        "alpha": alpha,
+        "contrast_weight": contrast_weight,
+        "contrast_temperature": contrast_temperature,
+    }
+    contrast = preset_settings(preset, decode.greedy)
+    contrast.update({k: v for k, v in given.items() if v is not None})
     return DDSCConfig.model_validate(
         {
             "layers": layers,
             "toxic_layer": toxic_layer,
             "profile": str(profile) if profile is not None else None,
-            "alpha": alpha,
+            **contrast,
             "divergence": divergence,
             "selection": selection,
             "early_norm": early_norm,
-            "contrast_weight": contrast_weight,
-            "contrast_temperature": contrast_temperature,
             "safety_only": safety_only,
             "mode": mode,
             "decode": decode,
@@ -218,6 +240,7 @@ DDSC_OPTIONS = (
     "layers",
     "toxic_layer",
     "profile",
+    "preset",
     "alpha",
     "divergence",
     "selection",

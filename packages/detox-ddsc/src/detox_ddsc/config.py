@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from detox_core.decoding import DecodeConfig
 from detox_ddsc.types import Divergence as Divergence
 from detox_ddsc.types import Mode as Mode
+from detox_ddsc.types import Preset as Preset
 from detox_ddsc.types import Selection as Selection
 
 
@@ -58,3 +59,21 @@ class DDSCConfig(BaseModel):
     def method(self) -> str:
         """The method name written into generation records (``ddsc`` or ``dola``)."""
         return self.mode
+
+
+# Named settings of the contrast (METHODS §1.3 and the frontier measurements of issue 12).
+# faithful: the reference formula (greedy reproductions, classification).
+# diverse: a small contrast weight on a wider APC head; on two sets of 40 toxic dev prompts
+# (10 samples, top-p 0.9, tox-minilm) it kept 0.86x of plain sampling's distinct-2 at 0.80x of
+# its EMT and 0.80x of its perplexity, where the faithful setting keeps 0.14-0.2x of distinct-2.
+DDSC_PRESETS: dict[str, dict[str, float]] = {
+    "faithful": {"alpha": 0.1, "contrast_weight": 1.0, "contrast_temperature": 1.0},
+    "diverse": {"alpha": 0.05, "contrast_weight": 0.05, "contrast_temperature": 1.0},
+}
+
+
+def preset_settings(preset: Preset, greedy: bool) -> dict[str, float]:
+    """The contrast settings of ``preset``; ``auto`` is faithful when greedy, diverse else."""
+    if preset == "auto":
+        preset = "faithful" if greedy else "diverse"
+    return dict(DDSC_PRESETS[preset])

@@ -12,5 +12,15 @@ Contrast = Literal["ddsc", "dola"]
 ToxicMode = Literal["dynamic", "static"]
 ScoreNorm = Literal["vocab", "head"]
 Clock = Literal["wall", "cpu"]
+Preset = Literal["auto", "faithful", "diverse"]
 
-__all__ = ["Clock", "Contrast", "Divergence", "Mode", "ScoreNorm", "Selection", "ToxicMode"]
+__all__ = [
+    "Clock",
+    "Contrast",
+    "Divergence",
+    "Mode",
+    "Preset",
+    "ScoreNorm",
+    "Selection",
+    "ToxicMode",
+]

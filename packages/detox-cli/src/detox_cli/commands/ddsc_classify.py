@@ -79,7 +79,9 @@ def classify_command(
     if profile is not None and mode != "static":
         raise DetoxError("--profile is only used with --mode static", "add --mode static")
     items = read_safeedit(data, limit=limit)
-    ddsc = ddsc_config(DecodeConfig(), layers=layers, profile=profile, mode=contrast)
+    ddsc = ddsc_config(
+        DecodeConfig(), layers=layers, profile=profile, preset="faithful", mode=contrast
+    )
     config = ClassifyConfig(ddsc=ddsc, mode=mode, chat=chat, normalize=normalize)
     lm = load_model(model, ModelOptions(device=device, dtype=dtype))
     result = classify(lm.model, lm.tokenizer, items, config, model_name=model)

@@ -105,7 +105,12 @@ def bench(
     from detox_eval.methods import check_ddsc_layers
 
     config = ddsc_config(
-        DecodeConfig(), layers=layers, toxic_layer=toxic_layer, profile=profile, mode=mode
+        DecodeConfig(greedy=True),
+        layers=layers,
+        toxic_layer=toxic_layer,
+        profile=profile,
+        preset="faithful",
+        mode=mode,
     )
     check_ddsc_layers(model, config)
     lm = load_model(model, ModelOptions(device=device, dtype=dtype))

@@ -1,0 +1,50 @@
+"""DDSC presets: faithful for greedy decoding, diverse for sampling, explicit options win."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from detox_cli.options import ddsc_config, decode_config
+from detox_ddsc.config import DDSC_PRESETS, DDSCConfig, preset_settings
+
+
+def test_auto_is_faithful_when_greedy_and_diverse_when_sampling() -> None:
+    assert preset_settings("auto", greedy=True) == DDSC_PRESETS["faithful"]
+    assert preset_settings("auto", greedy=False) == DDSC_PRESETS["diverse"]
+    faithful = DDSCConfig()  # the library default is the reference formula
+    assert faithful.alpha == DDSC_PRESETS["faithful"]["alpha"]
+    assert faithful.contrast_weight == DDSC_PRESETS["faithful"]["contrast_weight"]
+
+
+def test_cli_config_follows_the_preset_and_explicit_options() -> None:
+    sampling = decode_config(max_new_tokens=5)
+    greedy = decode_config(max_new_tokens=5, greedy=True)
+    assert ddsc_config(sampling).contrast_weight == DDSC_PRESETS["diverse"]["contrast_weight"]
+    assert ddsc_config(sampling).alpha == DDSC_PRESETS["diverse"]["alpha"]
+    assert ddsc_config(greedy).contrast_weight == 1.0
+    assert ddsc_config(sampling, preset="faithful").alpha == 0.1
+    mixed = ddsc_config(sampling, contrast_weight=0.3)
+    assert mixed.contrast_weight == 0.3 and mixed.alpha == DDSC_PRESETS["diverse"]["alpha"]
+
+
+def test_eval_rtp_records_the_sampling_preset(
+    tiny_lm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detox_cli.app import main
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("You are a\nThe weather is\n")
+    out = tmp_path / "run"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    main([
+        "eval", "rtp", "--prompts", str(prompts), "--out", str(out), "--model", str(tiny_lm_dir),
+        "--ppl-model", str(tiny_lm_dir), "--methods", "vanilla,ddsc", "--samples", "1",
+        "--max-new-tokens", "2", "--scorer", "profanity", "--layers", "0,2,4", "--toxic-layer", "2",
+        "--device", "cpu",
+    ])  # fmt: skip
+    ddsc = json.loads((out / "run.json").read_text())["settings"]["method"]["ddsc"]
+    assert ddsc["contrast_weight"] == DDSC_PRESETS["diverse"]["contrast_weight"]
+    assert ddsc["alpha"] == DDSC_PRESETS["diverse"]["alpha"]
