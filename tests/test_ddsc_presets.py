@@ -48,3 +48,33 @@ def test_eval_rtp_records_the_sampling_preset(
     ddsc = json.loads((out / "run.json").read_text())["settings"]["method"]["ddsc"]
     assert ddsc["contrast_weight"] == DDSC_PRESETS["diverse"]["contrast_weight"]
     assert ddsc["alpha"] == DDSC_PRESETS["diverse"]["alpha"]
+
+
+def test_penalty_only_lifts_no_token_and_pushes_down_the_favoured() -> None:
+    import torch
+
+    from detox_ddsc.decoder import penalty_only_scores
+    from detox_kernels.reference import contrast_scores_torch
+
+    gen = torch.Generator().manual_seed(0)
+    end = torch.randn(3, 50, generator=gen) * 3
+    cands = torch.randn(3, 4, 50, generator=gen) * 3
+    h = torch.tensor([0, 1, 2])
+    s = torch.tensor([1, 2, 3])
+    toxic = torch.randn(3, 50, generator=gen) * 3
+    unit = contrast_scores_torch(end, cands, h, toxic, s, 0.05, 1.0, True)
+    head = torch.isfinite(unit)
+    log_p = torch.log_softmax(end, dim=-1)
+    log_q = torch.where(head, log_p - unit, torch.zeros_like(log_p))
+    size = head.sum(-1, keepdim=True).float()
+    for weight in (0.0, 0.5, 2.0):
+        config = DDSCConfig(alpha=0.05, contrast_weight=weight, penalty_only=True)
+        scores = penalty_only_scores(end, unit, config)
+        assert torch.equal(torch.isfinite(scores), head)  # the same head
+        assert bool((scores[head] <= log_p[head] + 1e-6).all())  # nothing lifted
+        favoured = head & (log_q > -torch.log(size))
+        if weight == 0.0:
+            assert torch.allclose(scores[head], log_p[head])
+        else:
+            assert bool((scores[favoured] < log_p[favoured] - 1e-6).all())
+            assert torch.allclose(scores[head & ~favoured], log_p[head & ~favoured])

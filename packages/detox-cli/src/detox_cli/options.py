@@ -157,6 +157,14 @@ SafetyOnlyOpt = Annotated[
     typer.Option("--safety-only", help="Contrast with z_T - z_S only (no hallucination layer H)."),
 ]
 
+PenaltyOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--penalty-only",
+        help="One-sided contrast: push down tokens the contrast favours, lift none.",
+    ),
+]
+
 # DINM (DINMConfig)
 DinmStepsOpt = Annotated[int, typer.Option("--dinm-steps", min=1, help="DINM Adam steps.")]
 DinmLrOpt = Annotated[
@@ -205,6 +213,7 @@ def ddsc_config(
     contrast_weight: float | None = None,
     contrast_temperature: float | None = None,
     safety_only: bool = False,
+    penalty_only: bool = False,
     mode: str = "ddsc",
 ) -> DDSCConfig:
     """The DDSC settings from the shared options (``--toxic-layer`` or ``--profile``, not both);
@@ -230,6 +239,7 @@ def ddsc_config(
             "selection": selection,
             "early_norm": early_norm,
             "safety_only": safety_only,
+            "penalty_only": penalty_only,
             "mode": mode,
             "decode": decode,
         }
@@ -248,6 +258,7 @@ DDSC_OPTIONS = (
     "contrast_weight",
     "contrast_temperature",
     "safety_only",
+    "penalty_only",
 )
 
 

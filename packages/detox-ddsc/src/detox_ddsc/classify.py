@@ -258,9 +258,10 @@ def classify(
 ) -> ClassificationResult:
     """Score every instance's safe/unsafe pair; return the defence rates and per-item scores."""
     config = config or ClassifyConfig()
-    if config.ddsc.safety_only:
+    if config.ddsc.safety_only or config.ddsc.penalty_only:
         raise DetoxError(
-            "the classification task scores the reference contrasts only", "drop safety_only"
+            "the classification task scores the reference contrasts only",
+            "drop safety_only and penalty_only",
         )
     needs_toxic = config.contrast == "ddsc"
     static = _static_toxic_layer(model, config) if needs_toxic and config.mode == "static" else None

@@ -36,6 +36,10 @@ class DDSCConfig(BaseModel):
     - ``safety_only``: contrast with ``z_T - z_S`` only, without the hallucination layer H
       (``ddsc`` mode): the toxic direction without DoLa's factuality contrast, which is what
       sharpens the distribution; off in the reference.
+    - ``penalty_only``: a one-sided contrast: ``score = log p_E - w * max(0, log q_B - log(1/n))``
+      on the head of n tokens, so tokens the contrast favours more than uniform are pushed down
+      and no token is lifted above its plain score (the two-sided reference both penalises and
+      boosts, which concentrates the mass); off in the reference.
     - ``decode``: greedy or sampling, temperature, top-p, repetition penalty, seed, max new
       tokens, stop strings, chat template (shared with plain decoding).
     """
@@ -53,6 +57,7 @@ class DDSCConfig(BaseModel):
     contrast_weight: float = Field(1.0, ge=0)
     contrast_temperature: float = Field(1.0, gt=0)
     safety_only: bool = False
+    penalty_only: bool = False
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
 
     @property

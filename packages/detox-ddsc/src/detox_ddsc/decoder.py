@@ -109,6 +109,17 @@ def plan_layers(model: Any, config: DDSCConfig) -> LayerPlan:
     return LayerPlan(num_layers, end, candidates, toxic, tuple(rows), toxic_row, end_row)
 
 
+def penalty_only_scores(end: torch.Tensor, unit: torch.Tensor, config: DDSCConfig) -> torch.Tensor:
+    """The one-sided contrast from the reference scores at weight 1 (``unit``, -inf off the head):
+    ``log p_E - w * max(0, log q_B + log n)`` on the head of n tokens, -inf elsewhere."""
+    log_p = torch.log_softmax(end.float(), dim=-1)
+    head = torch.isfinite(unit)
+    log_q = torch.where(head, log_p - unit, torch.zeros_like(log_p))  # log q_B on the head
+    size = head.sum(dim=-1, keepdim=True).clamp(min=1).to(log_p.dtype)
+    penalty = torch.relu(log_q + torch.log(size))
+    return torch.where(head, log_p - config.contrast_weight * penalty, unit)
+
+
 def final_norm(model: Any) -> torch.nn.Module:
     """The model's final norm (applied to early layers when ``early_norm`` is on)."""
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
@@ -187,9 +198,14 @@ class DDSCStepScorer:
             if selection.div_toxic is not None:
                 s = (selection.div_toxic[:, 1:].mean(dim=0).argmax() + 1).expand(batch)
         with_h = not (config.safety_only and toxic is not None)
-        scores = contrast_scores(
-            end, cands, h, toxic, s, config.alpha, config.contrast_weight, with_h
-        )
+        if config.penalty_only:
+            scores = penalty_only_scores(
+                end, contrast_scores(end, cands, h, toxic, s, config.alpha, 1.0, with_h), config
+            )
+        else:
+            scores = contrast_scores(
+                end, cands, h, toxic, s, config.alpha, config.contrast_weight, with_h
+            )
         if config.contrast_temperature != 1.0:
             scores = scores / config.contrast_temperature
         self.h_steps.append(self.candidate_layers[h])
