@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from detox_core.errors import DetoxError
 from detox_core.scoring.registry import SCORER_SPECS, check_scorer_spec
+from detox_core.types import DTypeName
 from detox_ddsc.types import Divergence, Preset, Selection
 
 if TYPE_CHECKING:
@@ -40,6 +41,20 @@ ModelOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto, float32, bfloat16, float16.")]
+_DTYPES: dict[str, DTypeName] = {
+    "auto": "auto",
+    "float32": "float32",
+    "bfloat16": "bfloat16",
+    "float16": "float16",
+}
+
+
+def dtype_name(value: str) -> DTypeName:
+    """The ``--dtype`` value as a ``DTypeName``; an unknown one is a DetoxError."""
+    if value not in _DTYPES:
+        raise DetoxError(f"unknown dtype {value!r}", "use auto, float32, bfloat16 or float16")
+    return _DTYPES[value]
+
 
 # Inputs and outputs
 PromptOpt = Annotated[list[str] | None, typer.Option("--prompt", help="A prompt (repeatable).")]

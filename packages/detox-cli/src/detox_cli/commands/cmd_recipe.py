@@ -14,9 +14,8 @@ from detox_cli.commands.cmd_synthesize import (
     MaskOpt,
     QuietOpt,
     RephraserOpt,
-    _dtype,
 )
-from detox_cli.options import DeviceOpt, DtypeOpt, ModelOpt, ScorerOpt, SeedOpt
+from detox_cli.options import DeviceOpt, DtypeOpt, ModelOpt, ScorerOpt, SeedOpt, dtype_name
 from detox_core.scoring import DEFAULT_SCORER
 
 _console = Console(stderr=True)
@@ -131,7 +130,7 @@ def recipe(
         seed=seed,
         batch_size=synth_batch_size,
         device=device,
-        dtype=_dtype(dtype),
+        dtype=dtype_name(dtype),
     )
     targets = [t.strip() for t in lora_targets.split(",") if t.strip()] if lora_targets else None
     train: dict[str, Any] = {
@@ -162,7 +161,7 @@ def recipe(
     manifest = run_recipe(
         config,
         out,
-        options=ModelOptions(device=device, dtype=_dtype(dtype)),
+        options=ModelOptions(device=device, dtype=dtype_name(dtype)),
         stop_after=stage,
         show_progress=not quiet,
         say=_console.print,

@@ -14,12 +14,11 @@ import typer
 from rich.console import Console
 
 from detox_cli.common import parse_shard
-from detox_cli.options import DeviceOpt, DtypeOpt, ModelOpt, ScorerOpt, SeedOpt
+from detox_cli.options import DeviceOpt, DtypeOpt, ModelOpt, ScorerOpt, SeedOpt, dtype_name
 from detox_core.data import read_prompts
 from detox_core.errors import DetoxError
 from detox_core.parallel import current_group
 from detox_core.scoring import DEFAULT_SCORER
-from detox_core.types import DTypeName
 
 PromptsOpt = Annotated[
     Path, typer.Option("--prompts", help="Prompts file: RTP/detox JSONL or one prompt a line.")
@@ -94,20 +93,6 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 _console = Console(stderr=True)
 
 
-_DTYPES: dict[str, DTypeName] = {
-    "auto": "auto",
-    "float32": "float32",
-    "bfloat16": "bfloat16",
-    "float16": "float16",
-}
-
-
-def _dtype(value: str) -> DTypeName:
-    if value not in _DTYPES:
-        raise DetoxError(f"unknown dtype {value!r}", "use auto, float32, bfloat16 or float16")
-    return _DTYPES[value]
-
-
 def _no_span(value: str) -> Literal["most_toxic", "drop"]:
     if value == "most_toxic":
         return "most_toxic"
@@ -177,7 +162,7 @@ def synthesize(
         samples=samples,
         batch_size=batch_size,
         device=device,
-        dtype=_dtype(dtype),
+        dtype=dtype_name(dtype),
     )
     group = current_group()
     if group.size > 1:
@@ -256,7 +241,7 @@ def rephrase(
         attempts=attempts,
         batch_size=batch_size,
         device=device,
-        dtype=_dtype(dtype),
+        dtype=dtype_name(dtype),
     )
     run_rephrase(out, Components(config), config, show_progress=not quiet)
     _report(out)
@@ -283,7 +268,7 @@ def continue_(
         samples=samples,
         batch_size=batch_size,
         device=device,
-        dtype=_dtype(dtype),
+        dtype=dtype_name(dtype),
     )
     run_continue(out, Components(config), config, show_progress=not quiet)
     _report(out)
