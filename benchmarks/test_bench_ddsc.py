@@ -12,34 +12,17 @@ Run with ``uv run pytest benchmarks/test_bench_ddsc.py --benchmark-enable``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import torch
 
 from detox_core.decoding import DecodeConfig, decode
-from detox_core.models import LoadedModel, load_model
+from detox_core.models import LoadedModel
 from detox_ddsc import DDSCConfig, generate
 from detox_ddsc.bench import Clock, bench_prompts, run_bench
 
 NEW_TOKENS = 16
 LAYERS = {"mode1": "all", "mode2": "0,2,28,29,30"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread() -> Iterator[None]:
-    """On a shared CPU, two intra-op threads mostly spin-wait (decoding gets many times slower)."""
-    threads = torch.get_num_threads()
-    if not torch.cuda.is_available():
-        torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def lm() -> LoadedModel:
-    return load_model("default")
 
 
 @pytest.mark.parametrize("batch", [1, 8])

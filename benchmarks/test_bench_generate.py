@@ -16,34 +16,18 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import torch
 
 from detox_core.decoding import DecodeConfig, decode
-from detox_core.models import LoadedModel, load_model
+from detox_core.models import LoadedModel
 from detox_ddsc.bench import bench_prompts, steps_run
 
 NEW_TOKENS = 32
 ROUNDS = 5
 TARGET = 1.05
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread() -> Iterator[None]:
-    """On a shared CPU, two intra-op threads mostly spin-wait (decoding gets many times slower)."""
-    threads = torch.get_num_threads()
-    if not torch.cuda.is_available():
-        torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def lm() -> LoadedModel:
-    return load_model("default")
 
 
 def _hf_kwargs(sampled: bool) -> dict[str, Any]:

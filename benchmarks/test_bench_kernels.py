@@ -11,7 +11,6 @@ Run with ``uv run pytest benchmarks/test_bench_kernels.py --benchmark-enable``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +31,6 @@ from kernels_report import (
 CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if CUDA else "cpu")
 POINTS = [pytest.param(k, b, v, id=f"K{k}-B{b}-V{v}") for k, b, v in GRID]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread() -> Iterator[None]:
-    """On a shared CPU, intra-op threads mostly spin-wait: time the reference on one thread."""
-    threads = torch.get_num_threads()
-    if not CUDA:
-        torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(("num_cands", "batch", "vocab"), POINTS)
