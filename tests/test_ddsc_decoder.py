@@ -309,3 +309,41 @@ def test_head_logits_reuse_one_buffer_with_the_plain_linear_values(lm: Any) -> N
         assert torch.equal(scorer.head_logits(outputs), expected)  # outside inference mode too
     tracked = scorer.head_logits(outputs)  # autograd on: a plain linear, not the buffer
     assert tracked.requires_grad and torch.equal(tracked.detach(), expected)
+
+
+def test_contrast_gate_contrasts_only_rows_where_toxic_and_safe_disagree(lm: Any) -> None:
+    # contrast_gate g: rows with V * JSD'(T, S) > g keep the contrast, the others get log p_E.
+    _, _, _, outputs, logits = reference_step(lm, PROMPTS, [0, 1, 2, 4], 3)
+    full = DDSCConfig(layers="0,1,2,4", toxic_layer=3)
+    scorer = DDSCStepScorer(lm.model, plan_layers(lm.model, full), full)
+    with torch.no_grad():
+        contrasted = scorer(logits, outputs).clone()
+        rows = scorer.head_logits(outputs)
+    toxic = rows[:, scorer.plan.rows.index(3)]
+    s = torch.stack(scorer.s_steps)[-1]
+    safe = rows[torch.arange(len(PROMPTS)), [list(scorer.plan.rows).index(int(x)) for x in s]]
+    vocab = logits.shape[-1]
+    gaps = [vocab * _jsd_prime(toxic[b], safe[b]) for b in range(len(PROMPTS))]
+    low, mid = sorted(gaps)[:2]
+    assert mid > 1.5 * low  # the rows disagree by clearly different amounts
+    gate = (low + mid) / 2  # the least disagreeing row is not contrasted, the others are
+    plain = torch.log_softmax(logits.float(), -1)
+    gated = full.model_copy(update={"contrast_gate": gate})
+    scorer = DDSCStepScorer(lm.model, plan_layers(lm.model, gated), gated)
+    with torch.no_grad():
+        ours = scorer(logits, outputs)
+    for b, gap in enumerate(gaps):
+        expected = contrasted[b] if gap > gate else plain[b]
+        assert torch.allclose(ours[b], expected, atol=1e-5), (b, gap, gate)
+    assert any(g <= gate for g in gaps) and any(g > gate for g in gaps)
+
+
+def test_huge_contrast_gate_is_plain_sampling(lm: Any) -> None:
+    sampled = DecodeConfig(max_new_tokens=8, top_p=0.9, seed=5)
+    plain = decode(lm.model, lm.tokenizer, PROMPTS, sampled)
+    config = DDSCConfig(layers="0,2,4", toxic_layer=3, contrast_gate=1e9, decode=sampled)
+    assert generate(lm.model, lm.tokenizer, PROMPTS, config).token_ids == plain.token_ids
+    contrasted = generate(
+        lm.model, lm.tokenizer, PROMPTS, config.model_copy(update={"contrast_gate": 0.0})
+    )
+    assert contrasted.token_ids != plain.token_ids

@@ -40,6 +40,11 @@ class DDSCConfig(BaseModel):
       on the head of n tokens, so tokens the contrast favours more than uniform are pushed down
       and no token is lifted above its plain score (the two-sided reference both penalises and
       boosts, which concentrates the mass); off in the reference.
+    - ``contrast_gate`` g: contrast only the rows whose toxic and safe layers disagree: where the
+      divergence of T from S exceeds g (``V * JSD'`` under the reference divergence, whose JSD' is
+      a mean over the V vocabulary entries; the JSD under ``jsd``); the other rows of the step are
+      scored ``log p_E``, plain decoding (``ddsc`` mode only). 0 (the reference) contrasts every
+      step.
     - ``decode``: greedy or sampling, temperature, top-p, repetition penalty, seed, max new
       tokens, stop strings, chat template (shared with plain decoding).
     """
@@ -58,6 +63,7 @@ class DDSCConfig(BaseModel):
     contrast_temperature: float = Field(1.0, gt=0)
     safety_only: bool = False
     penalty_only: bool = False
+    contrast_gate: float = Field(0.0, ge=0)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
 
     @property

@@ -120,6 +120,23 @@ def penalty_only_scores(end: torch.Tensor, unit: torch.Tensor, config: DDSCConfi
     return torch.where(head, log_p - config.contrast_weight * penalty, unit)
 
 
+def gate_contrast(
+    end: torch.Tensor,
+    scores: torch.Tensor,
+    div_toxic: torch.Tensor,
+    s: torch.Tensor,
+    config: DDSCConfig,
+) -> torch.Tensor:
+    """``scores`` on the rows whose T-S divergence exceeds ``contrast_gate``, ``log p_E`` on the
+    others (per row, on the device: no host synchronisation)."""
+    divergence = div_toxic.gather(1, s[:, None])  # [B, 1]
+    if config.divergence == "reference":
+        divergence = divergence * end.shape[-1]
+    return torch.where(
+        divergence > config.contrast_gate, scores, torch.log_softmax(end.float(), -1)
+    )
+
+
 def final_norm(model: Any) -> torch.nn.Module:
     """The model's final norm (applied to early layers when ``early_norm`` is on)."""
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
@@ -208,6 +225,8 @@ class DDSCStepScorer:
             )
         if config.contrast_temperature != 1.0:
             scores = scores / config.contrast_temperature
+        if config.contrast_gate > 0 and selection.div_toxic is not None and s is not None:
+            scores = gate_contrast(end, scores, selection.div_toxic, s, config)
         self.h_steps.append(self.candidate_layers[h])
         if s is not None:
             self.s_steps.append(self.candidate_layers[s])
