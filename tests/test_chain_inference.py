@@ -117,6 +117,21 @@ def test_generation_part_stops_at_its_budget(tiny_lm: Any) -> None:
     assert " the weather today is sunny".startswith(outs[0].generation)
 
 
+def test_a_full_length_generation_may_still_close_its_chain(tiny_lm: Any) -> None:
+    tok = tiny_lm.tokenizer
+    continuation = " the weather today is sunny with a light breeze"
+    chain, _ = build_chain("Hello", continuation)
+    model = ScriptedLM([_script(tok, "Hello", chain)], len(tok), tok.eos_token_id)
+    length = len(tok(continuation, add_special_tokens=False)["input_ids"])
+    full = GREEDY.model_copy(update={"max_new_tokens": length})
+    outs = generate_chain(model, tok, ["Hello"], full)
+    assert not outs[0].malformed  # the closing marker came right after the full budget
+    assert outs[0].generation == continuation
+    short = generate_chain(model, tok, ["Hello"], full.model_copy(update={"max_new_tokens": 2}))
+    assert short[0].malformed  # far beyond the budget: no marker within the slack
+    assert len(tok(short[0].generation, add_special_tokens=False)["input_ids"]) <= 2
+
+
 @pytest.fixture(scope="module")
 def adapter_dir(tmp_path_factory: pytest.TempPathFactory, tiny_lm_dir: Path) -> Path:
     root = tmp_path_factory.mktemp("cmd-adapter")

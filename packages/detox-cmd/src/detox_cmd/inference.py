@@ -5,8 +5,10 @@ runs in two phases so that each part has its own budget and stop:
 
 1. the reasoning part, up to the ``# Generation:`` marker (budget: the chain budget minus the
    generation budget);
-2. the generation part, ``max_new_tokens`` tokens, stopped at the closing `` #``. This phase
-   can use DDSC decoding, so CMD and DDSC compose.
+2. the generation part, stopped at the closing `` #``, with ``CLOSING_SLACK_TOKENS`` beyond
+   ``max_new_tokens`` so that a continuation of full length can still close its chain; the
+   generation kept is its first ``max_new_tokens`` tokens. This phase can use DDSC decoding, so
+   CMD and DDSC compose.
 
 In both phases the ``# Text: {prompt} `` input is tokenised on its own, exactly as in training.
 A malformed chain (no ``# Generation:`` marker, or no closing `` #``) falls back to the
@@ -32,6 +34,10 @@ if TYPE_CHECKING:
     from detox_ddsc import DDSCConfig
 
 CHAIN_SLACK_TOKENS = 16
+# Tokens the generation phase may run past ``max_new_tokens`` to write the closing `` #``: the
+# chains are trained on continuations of the full generation length, so without them a
+# well-formed chain of full length would be cut before its marker and counted malformed.
+CLOSING_SLACK_TOKENS = 4
 RUN_INFO_FILE = "train_config.json"
 # Offset between the seeds of the two phases, so their random draws are unrelated.
 PHASE_SEED_OFFSET = 1 << 32
@@ -202,6 +208,7 @@ def generate_chain(
         )
         generation = decode_config.model_copy(
             update={
+                "max_new_tokens": decode_config.max_new_tokens + CLOSING_SLACK_TOKENS,
                 "stop": (CLOSING_MARKER, *decode_config.stop),
                 "seed": decode_config.seed + PHASE_SEED_OFFSET,
                 "sync_every": min(decode_config.sync_every, 8),
@@ -210,5 +217,7 @@ def generate_chain(
         texts, reasons = _decode_generation(model, split, contexts, generation, ddsc)
         for i, text, reason in zip(pending, texts, reasons, strict=True):
             closing = CLOSING_MARKER if reason == "stop" else ""
-            outputs[i] = parse_chain(first.texts[i] + GENERATION_MARKER + text + closing)
+            parsed = parse_chain(first.texts[i] + GENERATION_MARKER + text + closing)
+            body = _first_tokens(tokenizer, parsed.generation, decode_config.max_new_tokens)
+            outputs[i] = parsed.model_copy(update={"generation": body})
     return [o for o in outputs if o is not None]
