@@ -139,6 +139,9 @@ def test_lora_targets_per_architecture(tiny_lm: Any) -> None:
     assert lora_target_modules(gpt2) == ["c_attn"]
     assert lora_target_modules(tiny_lm.model) == ["q_proj", "v_proj"]
     assert lora_target_modules(tiny_lm.model, ["k_proj"]) == ["k_proj"]
+    every = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+    assert lora_target_modules(tiny_lm.model, ["all-linear"]) == every  # lm_head left out
+    assert lora_target_modules(gpt2, ["all-linear"]) == ["c_attn", "c_fc", "c_proj"]
     with pytest.raises(DetoxError, match="no module named"):
         lora_target_modules(tiny_lm.model, ["c_attn"])
 

@@ -54,7 +54,9 @@ def recipe(
     max_steps: Annotated[
         int | None, typer.Option("--max-steps", min=1, help="Optimizer steps; overrides --epochs.")
     ] = None,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 5e-4,
+    lr: Annotated[
+        float, typer.Option("--lr", help="Peak learning rate (the paper's code: 5e-4).")
+    ] = 2e-3,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Training chains per micro-batch.")
     ] = 8,
@@ -74,9 +76,12 @@ def recipe(
     lora_r: Annotated[int, typer.Option("--lora-r", min=1)] = 8,
     lora_alpha: Annotated[int, typer.Option("--lora-alpha", min=1)] = 16,
     lora_targets: Annotated[
-        str | None,
-        typer.Option("--lora-target-modules", help="Comma-separated (default q_proj,v_proj)."),
-    ] = None,
+        str,
+        typer.Option(
+            "--lora-target-modules",
+            help="Comma-separated, or all-linear (the paper: q_proj,v_proj; c_attn for GPT-2).",
+        ),
+    ] = "all-linear",
     methods: Annotated[
         str, typer.Option("--methods", help="Evaluated: vanilla, cmd, cmd+ddsc (comma-separated).")
     ] = "vanilla,cmd,cmd+ddsc",

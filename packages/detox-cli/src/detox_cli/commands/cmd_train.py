@@ -63,7 +63,8 @@ def train(
         str | None,
         typer.Option(
             "--lora-target-modules",
-            help="Comma-separated module names (default: c_attn for GPT-2, q_proj,v_proj else).",
+            help="Comma-separated module names, or all-linear (default: c_attn for GPT-2, "
+            "q_proj,v_proj else).",
         ),
     ] = None,
     mixed_precision: Annotated[

@@ -22,9 +22,31 @@ def module_names(model: Any) -> set[str]:
     return {name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name}
 
 
+ALL_LINEAR = "all-linear"
+
+
+def linear_module_names(model: Any) -> list[str]:
+    """The last name component of every linear submodule (``Linear``, GPT-2's ``Conv1D``) but
+    the output head, sorted."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if name and isinstance(module, torch.nn.Linear | Conv1D) and module is not head
+        }
+    )
+
+
 def lora_target_modules(model: Any, override: list[str] | None = None) -> list[str]:
-    """The modules to adapt: ``override`` if given (checked), else the architecture's default."""
+    """The modules to adapt: ``override`` if given (checked; ``["all-linear"]`` names every
+    Linear layer but the output head), else the architecture's default."""
     names = module_names(model)
+    if override == [ALL_LINEAR]:
+        return linear_module_names(model)
     if override:
         missing = [m for m in override if m not in names]
         if missing:
