@@ -53,7 +53,7 @@ def test_eval_rtp_records_the_sampling_preset(
 def test_penalty_only_lifts_no_token_and_pushes_down_the_favoured() -> None:
     import torch
 
-    from detox_ddsc.decoder import penalty_only_scores
+    from detox_ddsc.decoder import one_sided_scores
     from detox_kernels.reference import contrast_scores_torch
 
     gen = torch.Generator().manual_seed(0)
@@ -69,7 +69,7 @@ def test_penalty_only_lifts_no_token_and_pushes_down_the_favoured() -> None:
     size = head.sum(-1, keepdim=True).float()
     for weight in (0.0, 0.5, 2.0):
         config = DDSCConfig(alpha=0.05, contrast_weight=weight, penalty_only=True)
-        scores = penalty_only_scores(end, unit, config)
+        scores = one_sided_scores(end, unit, config)
         assert torch.equal(torch.isfinite(scores), head)  # the same head
         assert bool((scores[head] <= log_p[head] + 1e-6).all())  # nothing lifted
         favoured = head & (log_q > -torch.log(size))
@@ -78,3 +78,31 @@ def test_penalty_only_lifts_no_token_and_pushes_down_the_favoured() -> None:
         else:
             assert bool((scores[favoured] < log_p[favoured] - 1e-6).all())
             assert torch.allclose(scores[head & ~favoured], log_p[head & ~favoured])
+
+
+def test_boost_only_pushes_no_token_down_and_lifts_the_disfavoured() -> None:
+    import torch
+
+    from detox_ddsc.decoder import one_sided_scores
+    from detox_kernels.reference import contrast_scores_torch
+
+    gen = torch.Generator().manual_seed(1)
+    end = torch.randn(3, 50, generator=gen) * 3
+    cands = torch.randn(3, 4, 50, generator=gen) * 3
+    toxic = torch.randn(3, 50, generator=gen) * 3
+    h, s = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3])
+    unit = contrast_scores_torch(end, cands, h, toxic, s, 0.05, 1.0, True)
+    head = torch.isfinite(unit)
+    log_p = torch.log_softmax(end, dim=-1)
+    log_q = torch.where(head, log_p - unit, torch.zeros_like(log_p))
+    disfavoured = head & (log_q < -torch.log(head.sum(-1, keepdim=True).float()))
+    assert bool(disfavoured.any()) and bool((head & ~disfavoured).any())
+    for weight in (0.5, 2.0):
+        config = DDSCConfig(alpha=0.05, contrast_weight=weight, boost_only=True)
+        scores = one_sided_scores(end, unit, config)
+        assert torch.equal(torch.isfinite(scores), head)
+        assert bool((scores[head] >= log_p[head] - 1e-6).all())  # nothing pushed down
+        assert bool((scores[disfavoured] > log_p[disfavoured] + 1e-6).all())
+        assert torch.allclose(scores[head & ~disfavoured], log_p[head & ~disfavoured])
+    with pytest.raises(ValueError, match="exclude each other"):
+        DDSCConfig(penalty_only=True, boost_only=True)

@@ -179,6 +179,13 @@ PenaltyOnlyOpt = Annotated[
         help="One-sided contrast: push down tokens the contrast favours, lift none.",
     ),
 ]
+BoostOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--boost-only",
+        help="One-sided contrast: lift tokens the contrast disfavours, push none down.",
+    ),
+]
 
 # DINM (DINMConfig)
 DinmStepsOpt = Annotated[int, typer.Option("--dinm-steps", min=1, help="DINM Adam steps.")]
@@ -229,6 +236,7 @@ def ddsc_config(
     contrast_temperature: float | None = None,
     safety_only: bool = False,
     penalty_only: bool = False,
+    boost_only: bool = False,
     mode: str = "ddsc",
 ) -> DDSCConfig:
     """The DDSC settings from the shared options (``--toxic-layer`` or ``--profile``, not both);
@@ -255,6 +263,7 @@ def ddsc_config(
             "early_norm": early_norm,
             "safety_only": safety_only,
             "penalty_only": penalty_only,
+            "boost_only": boost_only,
             "mode": mode,
             "decode": decode,
         }
@@ -274,6 +283,7 @@ DDSC_OPTIONS = (
     "contrast_temperature",
     "safety_only",
     "penalty_only",
+    "boost_only",
 )
 
 

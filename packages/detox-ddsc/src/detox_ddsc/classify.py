@@ -258,10 +258,11 @@ def classify(
 ) -> ClassificationResult:
     """Score every instance's safe/unsafe pair; return the defence rates and per-item scores."""
     config = config or ClassifyConfig()
-    if config.ddsc.safety_only or config.ddsc.penalty_only:
+    ddsc = config.ddsc
+    if ddsc.safety_only or ddsc.penalty_only or ddsc.boost_only or ddsc.contrast_gate:
         raise DetoxError(
             "the classification task scores the reference contrasts only",
-            "drop safety_only and penalty_only",
+            "drop safety_only, penalty_only, boost_only and contrast_gate",
         )
     needs_toxic = config.contrast == "ddsc"
     static = _static_toxic_layer(model, config) if needs_toxic and config.mode == "static" else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detox_core.decoding import DecodeConfig
 from detox_ddsc.types import Divergence as Divergence
@@ -40,6 +40,9 @@ class DDSCConfig(BaseModel):
       on the head of n tokens, so tokens the contrast favours more than uniform are pushed down
       and no token is lifted above its plain score (the two-sided reference both penalises and
       boosts, which concentrates the mass); off in the reference.
+    - ``boost_only``: the other side: ``score = log p_E + w * max(0, log(1/n) - log q_B)``, so
+      only the tokens the contrast disfavours (those the safe layer prefers) are lifted and none
+      is pushed down; off in the reference, and not together with ``penalty_only``.
     - ``contrast_gate`` g: contrast only the rows whose toxic and safe layers disagree: where the
       divergence of T from S exceeds g (``V * JSD'`` under the reference divergence, whose JSD' is
       a mean over the V vocabulary entries; the JSD under ``jsd``); the other rows of the step are
@@ -63,8 +66,15 @@ class DDSCConfig(BaseModel):
     contrast_temperature: float = Field(1.0, gt=0)
     safety_only: bool = False
     penalty_only: bool = False
+    boost_only: bool = False
     contrast_gate: float = Field(0.0, ge=0)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
+
+    @model_validator(mode="after")
+    def _one_side(self) -> DDSCConfig:
+        if self.penalty_only and self.boost_only:
+            raise ValueError("penalty_only and boost_only exclude each other: choose one side")
+        return self
 
     @property
     def method(self) -> str:

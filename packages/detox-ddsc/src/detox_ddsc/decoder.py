@@ -109,15 +109,20 @@ def plan_layers(model: Any, config: DDSCConfig) -> LayerPlan:
     return LayerPlan(num_layers, end, candidates, toxic, tuple(rows), toxic_row, end_row)
 
 
-def penalty_only_scores(end: torch.Tensor, unit: torch.Tensor, config: DDSCConfig) -> torch.Tensor:
-    """The one-sided contrast from the reference scores at weight 1 (``unit``, -inf off the head):
-    ``log p_E - w * max(0, log q_B + log n)`` on the head of n tokens, -inf elsewhere."""
+def one_sided_scores(end: torch.Tensor, unit: torch.Tensor, config: DDSCConfig) -> torch.Tensor:
+    """A one-sided contrast from the reference scores at weight 1 (``unit``, -inf off the head),
+    on the head of n tokens (-inf elsewhere): ``penalty_only``: ``log p_E - w * max(0, log q_B +
+    log n)``; ``boost_only``: ``log p_E + w * max(0, -log q_B - log n)``."""
     log_p = torch.log_softmax(end.float(), dim=-1)
     head = torch.isfinite(unit)
     log_q = torch.where(head, log_p - unit, torch.zeros_like(log_p))  # log q_B on the head
     size = head.sum(dim=-1, keepdim=True).clamp(min=1).to(log_p.dtype)
-    penalty = torch.relu(log_q + torch.log(size))
-    return torch.where(head, log_p - config.contrast_weight * penalty, unit)
+    excess = log_q + torch.log(size)  # > 0 where the contrast favours a token over uniform
+    if config.boost_only:
+        shifted = log_p + config.contrast_weight * torch.relu(-excess)
+    else:
+        shifted = log_p - config.contrast_weight * torch.relu(excess)
+    return torch.where(head, shifted, unit)
 
 
 def gate_contrast(
@@ -215,8 +220,8 @@ class DDSCStepScorer:
             if selection.div_toxic is not None:
                 s = (selection.div_toxic[:, 1:].mean(dim=0).argmax() + 1).expand(batch)
         with_h = not (config.safety_only and toxic is not None)
-        if config.penalty_only:
-            scores = penalty_only_scores(
+        if config.penalty_only or config.boost_only:
+            scores = one_sided_scores(
                 end, contrast_scores(end, cands, h, toxic, s, config.alpha, 1.0, with_h), config
             )
         else:

@@ -12,6 +12,7 @@ from detox_cli.common import prompts_from_options, sample_prompts
 from detox_cli.options import (
     AlphaOpt,
     BatchOpt,
+    BoostOnlyOpt,
     ChatOpt,
     ContrastTempOpt,
     DeviceOpt,
@@ -111,6 +112,7 @@ def generate(
     contrast_temperature: ContrastTempOpt = None,
     safety_only: SafetyOnlyOpt = False,
     penalty_only: PenaltyOnlyOpt = False,
+    boost_only: BoostOnlyOpt = False,
     divergence: DivergenceOpt = "reference",
     selection: SelectionOpt = "per-row",
     early_norm: EarlyNormOpt = False,

@@ -11,6 +11,7 @@ from rich.console import Console
 from detox_cli.options import (
     SAFEEDIT_METHODS,
     AlphaOpt,
+    BoostOnlyOpt,
     ChatOpt,
     ContrastTempOpt,
     DeviceOpt,
@@ -110,6 +111,7 @@ def safeedit(
     contrast_temperature: ContrastTempOpt = None,
     safety_only: SafetyOnlyOpt = False,
     penalty_only: PenaltyOnlyOpt = False,
+    boost_only: BoostOnlyOpt = False,
     repetition_penalty: RepPenOpt = 1.0,
     chat: ChatOpt = True,
     dinm_steps: DinmStepsOpt = 10,
