@@ -27,6 +27,9 @@ class FakePrediction(BaseModel):
 class FakeDetector:
     """Whitespace tokens; a pair is toxic (0.9) when either word is a bad word, else 0.1."""
 
+    name = "fake-spans"
+    version = "1"
+
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
 

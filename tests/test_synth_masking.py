@@ -124,3 +124,14 @@ def test_load_detector_specs() -> None:
     assert isinstance(load_detector("scorer", scorer), ScorerDetector)
     with pytest.raises(DetoxError, match="detector directory not found"):
         load_detector("/nonexistent/detector", scorer)
+
+
+def test_components_name_the_detector_that_masked() -> None:
+    from detox_cmd.synthesis.components import Components
+    from detox_cmd.synthesis.config import SynthesisConfig
+
+    config = SynthesisConfig(detector="scorer")
+    assert Components(config, scorer=FakeScorer()).detector_label() is None  # not loaded yet
+    parts = Components(config, scorer=FakeScorer())
+    parts.detector()
+    assert parts.detector_label() == "scorer:fake@1"

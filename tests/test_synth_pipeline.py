@@ -107,6 +107,7 @@ def test_end_to_end_on_tiny_models(reference: Any) -> None:
     assert stages["detect"].reasons == {"missing_prompt_score": 1}
     assert stages["rephrase"].dropped >= 1  # t3: its original says "unrelated"
     assert manifest.scorer == "fake@1"
+    assert manifest.detector == "fake-spans@1"  # the detector that masked, by name and version
     assert manifest.packages["detox-cmd"]
 
     detect = {r.id: r for r in read_stage(out / STAGE1_FILE)}

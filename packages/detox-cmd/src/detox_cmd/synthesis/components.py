@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from detox_cmd.synthesis.config import SynthesisConfig
-from detox_cmd.synthesis.detectors import load_detector
+from detox_cmd.synthesis.detectors import ScorerDetector, load_detector
 from detox_cmd.synthesis.masking import Detector
 from detox_cmd.synthesis.rephrasing import Rephraser, load_rephraser
 from detox_cmd.synthesis.similarity import SentenceEmbedder, SimilarityFn
@@ -47,6 +47,16 @@ class Components:
         if self._detector is None:
             self._detector = load_detector(self.config.detector, self.scorer(), self.config.device)
         return self._detector
+
+    def detector_label(self) -> str | None:
+        """``name@version`` of the detector once loaded (None before: nothing was masked)."""
+        detector = self._detector
+        if detector is None:
+            return None
+        if isinstance(detector, ScorerDetector):
+            return f"scorer:{detector.scorer.name}@{detector.scorer.version}"
+        name = getattr(detector, "name", type(detector).__name__)
+        return f"{name}@{getattr(detector, 'version', 'unknown')}"
 
     def load_lm(self, spec: str) -> LoadedModel:
         """A causal LM by spec, loaded once."""

@@ -59,6 +59,7 @@ class Manifest(BaseModel):
     packages: dict[str, str | None] = Field(default_factory=dict)
     scorer: str | None = None  # name@version of the continuation scores (train.jsonl)
     scorers: list[str] = Field(default_factory=list)
+    detector: str | None = None  # name@version of the span detector that masked (stage 1)
     stages: dict[str, StageCounts] = Field(default_factory=dict)
 
 
@@ -152,6 +153,7 @@ def update_manifest(
     config: SynthesisConfig,
     labels: Sequence[str] = (),
     scorer: str | None = None,
+    detector: str | None = None,
 ) -> Manifest:
     """Record ``stage``'s counts (and the run's settings, versions, scorers) in the manifest."""
     manifest = load_manifest(out_dir) or Manifest()
@@ -159,6 +161,8 @@ def update_manifest(
     manifest.scorers = sorted(set(manifest.scorers) | set(labels))
     if scorer is not None:
         manifest.scorer = scorer
+    if detector is not None:
+        manifest.detector = detector
     _write(out_dir, manifest, config)
     return manifest
 

@@ -83,6 +83,7 @@ def merge_outputs(
         packages=manifests[0].packages,
         scorer=manifests[0].scorer,
         scorers=sorted({s for m in manifests for s in m.scorers}),
+        detector=next((m.detector for m in manifests if m.detector), None),
         stages=stages,
     )
     if order is not None:

@@ -124,6 +124,7 @@ def _finish(
     config: SynthesisConfig,
     ids: Sequence[str],
     scorer_from_continuations: bool = False,
+    detector: str | None = None,
 ) -> StageCounts:
     records = _stage_records(out_dir / _STAGE_FILES[stage], ids)
     counts = count_stage(records, len(ids), config.stage_settings(stage))
@@ -131,7 +132,9 @@ def _finish(
     if scorer_from_continuations:
         labels = {f"{s.scorer}@{s.version}" for r in records for s in r.continuation_scores}
         scorer = labels.pop() if len(labels) == 1 else None
-    update_manifest(out_dir, stage, counts, config, score_labels(records), scorer=scorer)
+    update_manifest(
+        out_dir, stage, counts, config, score_labels(records), scorer=scorer, detector=detector
+    )
     return counts
 
 
@@ -196,7 +199,8 @@ def run_detect(
             for record in detect_records(todo, parts, config) if todo else []:
                 writer.write(record)
             bar.advance(task, len(block))
-    return _finish(out_dir, "detect", config, [p.id for p in prompts])
+    ids = [p.id for p in prompts]
+    return _finish(out_dir, "detect", config, ids, detector=parts.detector_label())
 
 
 # -- stage 2: rephrase ---------------------------------------------------------------------------
