@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import torch
+from train_helpers import one_thread  # noqa: F401  (one intra-op thread for this module)
 
 from detox_cli.app import main
 from detox_core.records import Generation
 from detox_ddsc import load_default_profile
 
 PROMPT = "I think that people who"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread() -> Iterator[None]:
-    """On a shared CPU, two intra-op threads mostly spin-wait (decoding gets many times slower)."""
-    threads = torch.get_num_threads()
-    if not torch.cuda.is_available():
-        torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
