@@ -145,8 +145,11 @@ def chain_budget(tokenizer: Any, prompts: list[str], max_new_tokens: int) -> int
 
 
 def _first_tokens(tokenizer: Any, text: str, count: int) -> str:
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"][:count]
-    return str(tokenizer.decode(ids, skip_special_tokens=True))
+    """``text`` cut to its first ``count`` tokens (unchanged when it is no longer)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) <= count:
+        return text
+    return str(tokenizer.decode(ids[:count], skip_special_tokens=True))
 
 
 def _decode_generation(
