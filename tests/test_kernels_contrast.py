@@ -1,26 +1,20 @@
 """Parity of the fused Triton contrast (APC head + DDSC/DoLa score) with the torch reference.
 
-Runs on the CPU under the Triton interpreter. Each end row gets a few planted high logits, so
+Runs on the CPU under the Triton interpreter, or compiled on CUDA with
+``DETOX_KERNEL_TEST_DEVICE=cuda`` (see ``kernel_device``). Each end row gets a few planted high logits, so
 the APC head holds several tokens; head membership must match exactly, scores up to float32
 rounding.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 import pytest
 
-# The Triton interpreter must be chosen before triton is first imported (triton.language builds
-# its own jitted helpers at import); the flag only changes how Triton runs kernels.
-if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
-    raise RuntimeError(
-        "triton was imported before TRITON_INTERPRET=1 was set; set it in the environment "
-        "(or in tests/conftest.py) to run the kernel tests on the CPU"
-    )
-os.environ["TRITON_INTERPRET"] = "1"
+# Chooses the Triton interpreter (CPU) or compiled kernels (CUDA) before triton is imported.
+from kernel_device import on_kernel_device
+
 pytest.importorskip("triton")
 
 import torch
@@ -31,7 +25,7 @@ import detox_kernels
 from detox_kernels import contrast_kernel, select_kernel
 from detox_kernels.reference import contrast_scores_torch, select_layers_torch
 
-contrast_scores_triton = contrast_kernel.contrast_scores_triton
+contrast_scores_triton = on_kernel_device(contrast_kernel.contrast_scores_triton)
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -145,7 +139,7 @@ def test_strided_candidates_and_index_dtypes() -> None:
 def test_fused_step_matches_reference_step() -> None:
     # Selection then contrast, with the selected per-row indices fed straight in.
     end, toxic, cands, _, _ = step_logits(5, 7, 32001, torch.bfloat16, seed=12)
-    selection = select_kernel.select_layers_triton(end, cands, toxic)
+    selection = on_kernel_device(select_kernel.select_layers_triton)(end, cands, toxic)
     reference = select_layers_torch(end, cands, toxic)
     assert torch.equal(selection.h, reference.h)
     assert selection.s is not None and reference.s is not None
@@ -165,7 +159,7 @@ def test_dispatch_routes_to_triton_when_forced(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(contrast_kernel, "contrast_scores_triton", spy)
     monkeypatch.setenv("DETOX_KERNELS", "triton")
-    forced = detox_kernels.contrast_scores(end, cands, h, toxic, s)
+    forced = on_kernel_device(detox_kernels.contrast_scores)(end, cands, h, toxic, s)
     monkeypatch.setenv("DETOX_KERNELS", "torch")
     reference = detox_kernels.contrast_scores(end, cands, h, toxic, s)
     assert calls == [1]

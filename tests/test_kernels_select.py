@@ -1,4 +1,6 @@
-"""Parity of the fused Triton layer selection with the torch reference (Triton interpreter, CPU).
+"""Parity of the fused Triton layer selection with the torch reference.
+
+Triton interpreter on the CPU, or compiled on CUDA with ``DETOX_KERNEL_TEST_DEVICE=cuda``.
 
 Candidates are built as mixtures ``u_k * end + (1 - u_k) * toxic`` with distinct ``u_k``, so the
 hallucination layer (smallest ``u``) and the safe layer (largest ``u`` among k >= 1) are
@@ -8,20 +10,13 @@ unambiguous; exact ties come from duplicated candidate rows.
 from __future__ import annotations
 
 import math
-import os
-import sys
 from typing import Any
 
 import pytest
 
-# The Triton interpreter must be chosen before triton is first imported (triton.language builds
-# its own jitted helpers at import); the flag only changes how Triton runs kernels.
-if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
-    raise RuntimeError(
-        "triton was imported before TRITON_INTERPRET=1 was set; set it in the environment "
-        "(or in tests/conftest.py) to run the kernel tests on the CPU"
-    )
-os.environ["TRITON_INTERPRET"] = "1"
+# Chooses the Triton interpreter (CPU) or compiled kernels (CUDA) before triton is imported.
+from kernel_device import on_kernel_device
+
 pytest.importorskip("triton")
 
 import torch
@@ -32,7 +27,7 @@ import detox_kernels
 from detox_kernels import select_kernel
 from detox_kernels.reference import Divergence, select_layers_torch
 
-select_layers_triton = select_kernel.select_layers_triton
+select_layers_triton = on_kernel_device(select_kernel.select_layers_triton)
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -216,7 +211,7 @@ def test_dispatch_routes_to_triton_when_forced(monkeypatch: pytest.MonkeyPatch) 
         return original(*args, **kwargs)
 
     monkeypatch.setattr(select_kernel, "select_layers_triton", spy)
-    forced = detox_kernels.select_layers(end, cands, toxic)
+    forced = on_kernel_device(detox_kernels.select_layers)(end, cands, toxic)
     assert calls == [1]
     monkeypatch.setenv("DETOX_KERNELS", "torch")
     reference = detox_kernels.select_layers(end, cands, toxic)
