@@ -102,9 +102,44 @@ def test_malformed_chains_are_flagged_with_a_fallback(tiny_lm: Any) -> None:
         len(tok),
         tok.eos_token_id,
     )
-    outs = generate_chain(model, tok, ["Hello", "The weather"], GREEDY)
+    outs = generate_chain(model, tok, ["Hello", "The weather"], GREEDY, guided=False)
     assert outs[0].malformed and outs[0].generation == "my name is Alex"
     assert outs[1].malformed and outs[1].generation == "today is sunny"
+
+
+def test_guided_chain_writes_the_labels_the_free_model_skips(tiny_lm: Any) -> None:
+    # Left to itself the model continues the prompt (the first script); given the chain's
+    # opening it writes a well-formed toxic chain (the second script).
+    tok = tiny_lm.tokenizer
+    prompt = "You are a stupid"
+    chain, _ = build_chain(prompt, " friend of mine", "You are a <MASK>", "You are a kind")
+    model = ScriptedLM(
+        [
+            _script(tok, prompt, model_input(prompt) + " idiot and a fool"),
+            _script(tok, prompt, chain),
+        ],
+        len(tok),
+        tok.eos_token_id,
+    )
+    free = generate_chain(model, tok, [prompt], GREEDY, guided=False)
+    assert free[0].malformed and free[0].generation == "idiot and a fool"
+    guided = generate_chain(model, tok, [prompt], GREEDY)
+    assert not guided[0].malformed
+    assert guided[0].generation == " friend of mine"
+    assert guided[0].chain == chain[len(model_input(prompt)) :]
+
+
+def test_guided_chain_flags_a_slot_left_open(tiny_lm: Any) -> None:
+    tok = tiny_lm.tokenizer
+    prompt = "You are a stupid"
+    masked = "You are a <MASK> " + "and so on " * 12
+    chain, _ = build_chain(prompt, " friend of mine", masked, "You are a kind")
+    model = ScriptedLM([_script(tok, prompt, chain)], len(tok), tok.eos_token_id)
+    budget = GREEDY.max_new_tokens + 2 * 10  # slots of 10 tokens: the masked one never closes
+    outs = generate_chain(model, tok, [prompt], GREEDY, max_chain_tokens=budget)
+    assert outs[0].malformed
+    assert "# Detoxify the toxic segments:" in outs[0].chain and "# Generation:" in outs[0].chain
+    assert outs[0].chain.startswith("# Let's detoxify step by step. # The context is toxic.")
 
 
 def test_generation_part_stops_at_its_budget(tiny_lm: Any) -> None:

@@ -1,4 +1,4 @@
-"""The chain parser: the continuation between `# Generation:` and the closing ` #`."""
+"""The chain parser: the continuation between `# Generation:` and the closing `#`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from detox_cmd.inference import parse_chain
     [
         (" and then we went home", "You are <MASK>", "You are kind"),
         ("and then we went home", None, None),
-        (" item#3 is fine: no space before the sign", None, None),
+        (" a line break\nand more", "You are <MASK>", "You are kind"),
     ],
 )
 def test_round_trip_of_built_chains(
@@ -32,6 +32,17 @@ def test_text_after_the_closing_marker_is_ignored() -> None:
     parsed = parse_chain("# The context is non-toxic. # Generation: nice words # Text: more #")
     assert parsed.generation == "nice words"
     assert not parsed.malformed
+
+
+def test_a_hash_sign_closes_the_generation_without_its_space() -> None:
+    # '#' is the chain's section sign: the model often closes a 20-token continuation that ends
+    # mid-word with a bare '#', or after a line break. A continuation holding '#' is cut there.
+    head = "# The context is non-toxic. # Generation:"
+    glued = parse_chain(head + " they are full of sh#")
+    assert glued.generation == "they are full of sh" and not glued.malformed
+    after_break = parse_chain(head + " a new paragraph.\n\n#")
+    assert after_break.generation == "a new paragraph.\n\n" and not after_break.malformed
+    assert parse_chain(head + " item#3 is here #").generation == "item"
 
 
 def test_empty_generation() -> None:

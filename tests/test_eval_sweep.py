@@ -39,6 +39,9 @@ def test_parse_sweep_values_and_fields() -> None:
     assert settings.decode.temperature == 0.7 and settings.ddsc.decode.temperature == 0.7
     weighted = apply_variant(MethodSettings(), variants[1])
     assert weighted.ddsc.contrast_weight == 0.5 and weighted.decode == MethodSettings().decode
+    (free,) = parse_sweep("cmd.guided=false", RTP_TASK)
+    assert (free.label, free.field, free.value) == ("cmd:guided=False", "cmd.guided", False)
+    assert MethodSettings().cmd.guided and not apply_variant(MethodSettings(), free).cmd.guided
 
 
 @pytest.mark.parametrize(
@@ -47,6 +50,8 @@ def test_parse_sweep_values_and_fields() -> None:
         ("ddsc.contrast_weight", "bad --sweep"),
         ("beam.width=2", "unknown method"),
         ("vanilla.contrast_weight=1", "has no setting 'contrast_weight'"),
+        ("cmd.adapter=elsewhere", "has no setting 'adapter'"),
+        ("vanilla.guided=false", "has no setting 'guided'"),
         ("dinm.temperature=1", "unknown method 'dinm' for rtp"),
     ],
 )

@@ -1,18 +1,21 @@
 """CMD inference: load a trained adapter and run the detoxification chain (METHODS §2.6).
 
-The model is given ``# Text: {prompt} `` and writes the rest of the chain itself. Generation
-runs in two phases so that each part has its own budget and stop:
+The model is given ``# Text: {prompt} `` and writes the rest of the chain. Generation runs in
+two phases so that each part has its own budget and stop:
 
-1. the reasoning part, up to the ``# Generation:`` marker (budget: the chain budget minus the
-   generation budget);
-2. the generation part, stopped at the closing `` #``, with ``CLOSING_SLACK_TOKENS`` beyond
-   ``max_new_tokens`` so that a continuation of full length can still close its chain; the
-   generation kept is its first ``max_new_tokens`` tokens. This phase can use DDSC decoding, so
-   CMD and DDSC compose.
+1. the reasoning part, up to the ``# Generation:`` marker. *Guided* (the default,
+   ``guided_chain``): the template's fixed text is written for the model, which chooses the
+   label and writes the masked and rephrased slots (each up to ``#``, budget: the longest
+   prompt plus ``CHAIN_SLACK_TOKENS``). *Free* (the paper's inference, ``guided=False``): the
+   model writes everything (budget: the chain budget minus the generation budget);
+2. the generation part, stopped at the closing ``#`` (the template writes `` #``), with
+   ``CLOSING_SLACK_TOKENS`` beyond ``max_new_tokens`` so that a continuation of full length can
+   still close its chain; the generation kept is its first ``max_new_tokens`` tokens. This phase
+   can use DDSC decoding, so CMD and DDSC compose.
 
 In both phases the ``# Text: {prompt} `` input is tokenised on its own, exactly as in training.
-A malformed chain (no ``# Generation:`` marker, or no closing `` #``) falls back to the
-generated tail and is flagged.
+A malformed chain (no ``# Generation:`` marker, a slot or the generation not closed within its
+budget) falls back to the generated tail and is flagged.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from detox_cmd.chain import CLOSING_MARKER, GENERATION_MARKER, TOXIC_TEMPLATE, model_input
+from detox_cmd.chain import GENERATION_MARKER, TOXIC_TEMPLATE, model_input
+from detox_cmd.guided_chain import SLOT_END, guided_reasoning
 from detox_cmd.training.data import SplitInputTokenizer
 from detox_cmd.training.records import TrainRunInfo
 from detox_core.decoding import DecodeConfig, decode
@@ -59,17 +63,17 @@ def parse_chain(chain: str) -> ChainOutput:
     """Read the continuation out of a generated chain (the text after ``# Text: {prompt} ``).
 
     The continuation is the text after the first ``# Generation:`` (minus the template's one
-    separating space) up to the closing `` #``. Without the marker, the whole text is the
-    fallback; without the closing marker, everything after ``# Generation:``; both are flagged
-    ``malformed``.
+    separating space) up to the closing ``#`` (the template's `` #``; its space is dropped too).
+    Without the marker, the whole text is the fallback; without the closing ``#``, everything
+    after ``# Generation:``; both are flagged ``malformed``.
     """
     start = chain.find(GENERATION_MARKER)
     if start < 0:
         return ChainOutput(generation=chain.strip(), chain=chain, malformed=True)
     tail = chain[start + len(GENERATION_MARKER) :]
-    end = tail.find(CLOSING_MARKER)
+    end = tail.find(SLOT_END)
     malformed = end < 0
-    body = tail if malformed else tail[:end]
+    body = tail if malformed else tail[:end].removesuffix(" ")
     if body.startswith(" "):
         body = body[1:]
     return ChainOutput(generation=body, chain=chain, malformed=malformed)
@@ -176,18 +180,65 @@ def generate_chain(
     decode_config: DecodeConfig,
     ddsc: DDSCConfig | None = None,
     max_chain_tokens: int | None = None,
+    guided: bool = True,
 ) -> list[ChainOutput]:
     """Run the CMD chain for each prompt and return its continuation (see the module doc).
 
     ``decode_config.max_new_tokens`` is the budget of the generation part;
     ``max_chain_tokens`` that of the whole chain (default: ``chain_budget``). ``ddsc``, when
     given, decodes the generation part with DDSC (its own ``decode`` settings are replaced by
-    ``decode_config``).
+    ``decode_config``). ``guided`` writes the template's fixed text for the model (see
+    ``guided_chain``); ``False`` lets the model write the whole chain, as in the paper.
     """
     if not prompts:
         return []
     budget = max_chain_tokens or chain_budget(tokenizer, prompts, decode_config.max_new_tokens)
     inputs = [model_input(p) for p in prompts]
+    outputs: list[ChainOutput | None] = [None] * len(prompts)
+    if guided:
+        slot_tokens = max((budget - decode_config.max_new_tokens) // 2, 1)
+        reasoning_texts, closed = guided_reasoning(
+            model, tokenizer, inputs, decode_config, slot_tokens
+        )
+        pending = list(range(len(prompts)))
+    else:
+        reasoning_texts, closed, pending = _free_reasoning(
+            model, tokenizer, inputs, decode_config, budget, outputs
+        )
+    if pending:
+        contexts = [inputs[i] + reasoning_texts[i] for i in pending]
+        split = SplitInputTokenizer(
+            tokenizer, {c: inputs[i] for c, i in zip(contexts, pending, strict=True)}
+        )
+        generation = decode_config.model_copy(
+            update={
+                "max_new_tokens": decode_config.max_new_tokens + CLOSING_SLACK_TOKENS,
+                "stop": (SLOT_END, *decode_config.stop),
+                "seed": decode_config.seed + PHASE_SEED_OFFSET,
+                "sync_every": min(decode_config.sync_every, 8),
+            }
+        )
+        texts, reasons = _decode_generation(model, split, contexts, generation, ddsc)
+        for i, text, reason in zip(pending, texts, reasons, strict=True):
+            closing = SLOT_END if reason == "stop" else ""
+            parsed = parse_chain(reasoning_texts[i] + text + closing)
+            body = _first_tokens(tokenizer, parsed.generation, decode_config.max_new_tokens)
+            malformed = parsed.malformed or not closed[i]
+            outputs[i] = parsed.model_copy(update={"generation": body, "malformed": malformed})
+    return [o for o in outputs if o is not None]
+
+
+def _free_reasoning(
+    model: Any,
+    tokenizer: Any,
+    inputs: list[str],
+    decode_config: DecodeConfig,
+    budget: int,
+    outputs: list[ChainOutput | None],
+) -> tuple[list[str], list[bool], list[int]]:
+    """Phase 1 of the free chain: the model writes up to ``# Generation:`` itself. Rows that do
+    not get there get their malformed output in ``outputs``; returns the reasoning texts (marker
+    included), their closed flags and the rows that go on to phase 2."""
     reasoning = decode_config.model_copy(
         update={
             "max_new_tokens": max(budget - decode_config.max_new_tokens, 1),
@@ -196,7 +247,6 @@ def generate_chain(
         }
     )
     first = decode(model, tokenizer, inputs, reasoning)
-    outputs: list[ChainOutput | None] = [None] * len(prompts)
     pending: list[int] = []
     for i, (text, reason) in enumerate(zip(first.texts, first.stopped, strict=True)):
         if reason == "stop":
@@ -204,23 +254,5 @@ def generate_chain(
             continue
         tail = _first_tokens(tokenizer, text, decode_config.max_new_tokens)
         outputs[i] = ChainOutput(generation=tail.strip(), chain=text, malformed=True)
-    if pending:
-        contexts = [inputs[i] + first.texts[i] + GENERATION_MARKER for i in pending]
-        split = SplitInputTokenizer(
-            tokenizer, {c: inputs[i] for c, i in zip(contexts, pending, strict=True)}
-        )
-        generation = decode_config.model_copy(
-            update={
-                "max_new_tokens": decode_config.max_new_tokens + CLOSING_SLACK_TOKENS,
-                "stop": (CLOSING_MARKER, *decode_config.stop),
-                "seed": decode_config.seed + PHASE_SEED_OFFSET,
-                "sync_every": min(decode_config.sync_every, 8),
-            }
-        )
-        texts, reasons = _decode_generation(model, split, contexts, generation, ddsc)
-        for i, text, reason in zip(pending, texts, reasons, strict=True):
-            closing = CLOSING_MARKER if reason == "stop" else ""
-            parsed = parse_chain(first.texts[i] + GENERATION_MARKER + text + closing)
-            body = _first_tokens(tokenizer, parsed.generation, decode_config.max_new_tokens)
-            outputs[i] = parsed.model_copy(update={"generation": body})
-    return [o for o in outputs if o is not None]
+    texts = [text + GENERATION_MARKER for text in first.texts]
+    return texts, [True] * len(inputs), pending

@@ -31,12 +31,14 @@ SAFEEDIT_TASK = "safeedit"
 
 
 class CmdSettings(BaseModel):
-    """The CMD model: a trained adapter folder (``detox cmd train``) and the chain budget."""
+    """The CMD model: a trained adapter folder (``detox cmd train``), the chain budget, and
+    whether the template's fixed text is written for the model (``guided``) or by it."""
 
     model_config = ConfigDict(frozen=True)
 
     adapter: str | None = None
     max_chain_tokens: int | None = Field(None, ge=2)
+    guided: bool = True
 
 
 class MethodSettings(BaseModel):
@@ -173,6 +175,7 @@ def _chain(with_ddsc: bool) -> Decoder:
             s.decode,
             ddsc=ddsc,
             max_chain_tokens=s.cmd.max_chain_tokens,
+            guided=s.cmd.guided,
         )
         extras = [{"chain": c.chain, "malformed": c.malformed} for c in chains]
         stopped = ["malformed" if c.malformed else "stop" for c in chains]

@@ -49,6 +49,14 @@ ChainBudgetOpt = Annotated[
         " template's tokens + 16).",
     ),
 ]
+FreeChainOpt = Annotated[
+    bool,
+    typer.Option(
+        "--free-chain",
+        help="Let the model write the chain's fixed text too (the paper's inference); by default"
+        " detox writes it and the model fills the slots.",
+    ),
+]
 DdscLayersOpt = Annotated[
     str | None,
     typer.Option(
@@ -92,6 +100,7 @@ def generate(
     show_chain: ShowChainOpt = False,
     max_new_tokens: MaxNewOpt = 20,
     max_chain_tokens: ChainBudgetOpt = None,
+    free_chain: FreeChainOpt = False,
     top_p: TopPOpt = 0.9,
     temperature: TempOpt = 1.0,
     greedy: GreedyOpt = False,
@@ -105,7 +114,7 @@ def generate(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
 ) -> None:
-    """Continue prompts with a CMD adapter: the model writes the chain, we keep the generation."""
+    """Continue prompts with a CMD adapter: the model fills the chain, we keep the generation."""
     from detox_cmd.inference import load_cmd_model
     from detox_core.models import ModelOptions
     from detox_ddsc.decoder import plan_layers
@@ -128,7 +137,9 @@ def generate(
     settings = MethodSettings(
         decode=decode,
         ddsc=ddsc,
-        cmd=CmdSettings(adapter=str(adapter), max_chain_tokens=max_chain_tokens),
+        cmd=CmdSettings(
+            adapter=str(adapter), max_chain_tokens=max_chain_tokens, guided=not free_chain
+        ),
     )
     lm = load_cmd_model(adapter, ModelOptions(device=device, dtype=dtype))
     method = "cmd" if ddsc_layers is None else "cmd+ddsc"

@@ -3,7 +3,8 @@
 ``--sweep "ddsc.contrast_weight=0,0.5,1"`` adds one run per value, labelled
 ``ddsc:contrast_weight=0.5``; the field is a sampling setting (``DecodeConfig``: temperature,
 top_p, top_k, repetition_penalty) or, for the DDSC methods, a ``DDSCConfig`` field
-(contrast_weight, contrast_temperature, alpha, layers, ...). Values are separated by commas, or by
+(contrast_weight, contrast_temperature, alpha, layers, ...), or, for the CMD methods, a chain
+setting (``cmd.guided=false``: the free chain). Values are separated by commas, or by
 ``|`` where a value itself holds commas (``ddsc.layers=0,2,28,29,30|all``). Each ``--sweep``
 varies one field; the runs of every sweep join the methods of ``--methods`` in one report.
 """
@@ -17,9 +18,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from detox_core.decoding import DecodeConfig
 from detox_core.errors import DetoxError
 from detox_ddsc.config import DDSCConfig
-from detox_eval.methods import MethodSettings, get_method
+from detox_eval.methods import CmdSettings, MethodSettings, get_method
 
 SweepValue = bool | int | float | str
+# The CMD settings a sweep may vary (the adapter is the same for every run of an evaluation).
+CMD_SWEEP_FIELDS = frozenset(CmdSettings.model_fields) - {"adapter"}
 
 
 class Variant(BaseModel):
@@ -60,9 +63,13 @@ def _field_path(method: str, field: str) -> str:
         return f"decode.{field}"
     if get_method(method).uses_ddsc and field in DDSCConfig.model_fields and field != "decode":
         return f"ddsc.{field}"
+    if get_method(method).uses_adapter and field in CMD_SWEEP_FIELDS:
+        return f"cmd.{field}"
     known = sorted(DecodeConfig.model_fields)
     if get_method(method).uses_ddsc:
         known += sorted(f for f in DDSCConfig.model_fields if f != "decode")
+    if get_method(method).uses_adapter:
+        known += sorted(CMD_SWEEP_FIELDS)
     raise DetoxError(
         f"{method} has no setting {field!r} to sweep", f"use one of {', '.join(known)}"
     )
