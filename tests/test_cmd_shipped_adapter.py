@@ -30,11 +30,12 @@ def test_shipped_adapter_writes_clean_well_formed_chains() -> None:
     lm = load_cmd_model("default", ModelOptions(device="cpu", dtype="float32"))
     # Greedy: the same tokens on every CPU (sampling could draw differently after rounding).
     config = DecodeConfig(max_new_tokens=20, greedy=True)
-    outputs = generate_chain(lm.model, lm.tokenizer, PROMPTS, config)
-    formed = [o for o in outputs if not o.malformed]
-    assert len(formed) >= len(outputs) - 1, [o.chain for o in outputs]
-    assert all("# Generation:" in o.chain for o in formed)
-    assert sum(bool(o.generation.strip()) for o in formed) >= len(formed) - 1
     scorer: Any = load_scorer()
-    scores = scorer.score([o.generation for o in outputs])
-    assert all(s is not None and s <= 0.5 for s in scores), list(zip(outputs, scores, strict=True))
+    for guided in (True, False):
+        outputs = generate_chain(lm.model, lm.tokenizer, PROMPTS, config, guided=guided)
+        formed = [o for o in outputs if not o.malformed]
+        assert len(formed) >= len(outputs) - (0 if guided else 1), [o.chain for o in outputs]
+        assert all("# Generation:" in o.chain for o in formed)
+        assert sum(bool(o.generation.strip()) for o in formed) >= len(formed) - 1
+        scores = scorer.score([o.generation for o in outputs])
+        assert all(s is not None and s <= 0.5 for s in scores), list(zip(outputs, scores))
