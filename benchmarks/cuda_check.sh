@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The kernel checks for a CUDA machine, in one go: the Triton parity tests compiled on the GPU
-# (DETOX_KERNEL_TEST_DEVICE=cuda), the kernel report and the kernel benchmarks.
+# (DETOX_KERNEL_TEST_DEVICE=cuda), DDSC decoding through the kernels on a tiny model, the kernel
+# report and the kernel benchmarks.
 #
 #   OUT=cuda-check bash benchmarks/cuda_check.sh
 #
-# Needs a python (PYTHON, default python3) with torch, triton, pydantic, pytest, hypothesis and
-# pytest-benchmark; the detox sources are put on PYTHONPATH, so no install is needed. Each step
+# Needs a python (PYTHON, default python3) with torch, triton, transformers, tokenizers, pydantic,
+# platformdirs, rich, pytest, hypothesis and pytest-benchmark; the detox sources are put on
+# PYTHONPATH, so no install is needed. Each step
 # writes its log or JSON under OUT; a failing step does not stop the next.
 set -u -o pipefail
 OUT=${OUT:-cuda-check}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
-export PYTHONPATH="kernels/src${PYTHONPATH:+:$PYTHONPATH}"
+SOURCES="kernels/src:packages/detox-core/src:packages/detox-ddsc/src"
+export PYTHONPATH="$SOURCES${PYTHONPATH:+:$PYTHONPATH}"
 export DETOX_KERNEL_TEST_DEVICE=cuda PYTHONUNBUFFERED=1
 unset TRITON_INTERPRET
 status=0
@@ -23,6 +26,10 @@ $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton
 echo "== parity tests (compiled Triton on CUDA vs the CPU torch reference)"
 timeout 300 $PY -m pytest -q -p no:cacheprovider tests/test_kernels_contrast.py \
     tests/test_kernels_select.py 2>&1 | tee "$OUT/parity.log" || status=1
+
+echo "== DDSC decoding on CUDA (Triton path vs torch path vs CPU, tiny random Llama)"
+timeout 300 $PY -m pytest -q -p no:cacheprovider tests/test_ddsc_cuda.py 2>&1 \
+    | tee "$OUT/ddsc_cuda.log" || status=1
 
 echo "== kernel report (bf16; median ms of 50 runs per point)"
 timeout 180 $PY benchmarks/kernels_report.py --dtype bfloat16 >"$OUT/kernels_report.json" \
