@@ -38,4 +38,6 @@ def test_shipped_adapter_writes_clean_well_formed_chains() -> None:
         assert all("# Generation:" in o.chain for o in formed)
         assert sum(bool(o.generation.strip()) for o in formed) >= len(formed) - 1
         scores = scorer.score([o.generation for o in outputs])
-        assert all(s is not None and s <= 0.5 for s in scores), list(zip(outputs, scores, strict=True))
+        assert all(s is not None and s <= 0.5 for s in scores), list(
+            zip(outputs, scores, strict=True)
+        )
