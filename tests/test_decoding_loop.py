@@ -14,6 +14,7 @@ import torch
 from detox_core.decoding import (
     DecodeConfig,
     apply_repetition_penalty,
+    ban_repeated_ngrams,
     choose_next_token,
     context_token_mask,
     decode,
@@ -112,3 +113,38 @@ def test_no_seen_mask_without_a_penalty(tiny_lm: Any, monkeypatch: pytest.Monkey
     monkeypatch.setattr(decoding, "apply_repetition_penalty", boom)
     out = decode(tiny_lm.model, tiny_lm.tokenizer, PROMPTS, DecodeConfig(max_new_tokens=4))
     assert len(out.token_ids) == len(PROMPTS)
+
+
+def _ngrams(ids: list[int], n: int) -> list[tuple[int, ...]]:
+    return [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+
+
+def test_ban_repeated_ngrams_by_hand() -> None:
+    generated = torch.tensor([[1, 2, 3, 1, 2], [4, 4, 4, 4, 5]])
+    scores = torch.zeros(2, 8)
+    banned = torch.isinf(ban_repeated_ngrams(scores, generated, 3))
+    # row 0: "1 2" was followed by 3; row 1: "4 5" never occurred before
+    assert banned[0].nonzero().flatten().tolist() == [3] and not banned[1].any()
+    bigram = torch.isinf(ban_repeated_ngrams(scores, generated, 2))
+    assert bigram[0].nonzero().flatten().tolist() == [3] and not bigram[1].any()
+    unigram = torch.isinf(ban_repeated_ngrams(scores, generated, 1))
+    assert unigram[1].nonzero().flatten().tolist() == [4, 5]
+    assert not torch.isinf(ban_repeated_ngrams(scores, generated[:, :2], 3)).any()  # too short
+
+
+def test_no_repeat_ngram_stops_greedy_loops(tiny_lm: Any) -> None:
+    # A tiny random model under greedy decoding loops; with the guard no bigram of the
+    # generation repeats, and the tokens up to the first would-be repeat are unchanged.
+    plain = DecodeConfig(max_new_tokens=30, greedy=True)
+    free = decode(tiny_lm.model, tiny_lm.tokenizer, PROMPTS, plain).token_ids
+    assert any(len(set(_ngrams(ids, 2))) < len(_ngrams(ids, 2)) for ids in free)
+    guarded_config = plain.model_copy(update={"no_repeat_ngram": 2})
+    guarded = decode(tiny_lm.model, tiny_lm.tokenizer, PROMPTS, guarded_config).token_ids
+    for ids, base in zip(guarded, free, strict=True):
+        assert len(set(_ngrams(ids, 2))) == len(_ngrams(ids, 2))
+        # the index of the first token that completes a bigram seen before
+        first_repeat = next(
+            (i for i in range(1, len(base)) if tuple(base[i - 1 : i + 1]) in _ngrams(base[:i], 2)),
+            len(base),
+        )
+        assert ids[:first_repeat] == base[:first_repeat]

@@ -29,6 +29,9 @@ class DecodeConfig(BaseModel):
     top_p: float = Field(0.9, gt=0, le=1)
     top_k: int = Field(0, ge=0)
     repetition_penalty: float = Field(1.0, gt=0)
+    # Never repeat an n-gram of this generation's own tokens (the prompt is not counted, unlike
+    # transformers' no_repeat_ngram_size); 0 = off.
+    no_repeat_ngram: int = Field(0, ge=0)
     seed: int = 0
     stop: tuple[str, ...] = ()
     max_input_tokens: int = Field(2048, ge=1)
@@ -129,6 +132,25 @@ def top_p_filter(scores: torch.Tensor, top_p: float, top_k: int = 0) -> torch.Te
     return scores.masked_fill(drop, float("-inf"))
 
 
+def ban_repeated_ngrams(scores: torch.Tensor, generated: torch.Tensor, n: int) -> torch.Tensor:
+    """``scores`` ``[B, V]`` with -inf on every token that would repeat an ``n``-gram already in
+    ``generated`` ``[B, t]`` (this generation's tokens so far). Runs on the device, no sync."""
+    steps = generated.shape[1]
+    if n < 1 or steps < n:
+        return scores
+    if n == 1:
+        following = generated
+        match = torch.ones_like(generated, dtype=torch.bool)
+    else:
+        # Window j holds tokens j .. j+n-2; the token after it is generated[:, j+n-1].
+        windows = generated.unfold(1, n - 1, 1)[:, : steps - n + 1]
+        match = (windows == generated[:, None, steps - n + 1 :]).all(dim=-1)
+        following = generated[:, n - 1 :]
+    banned = torch.zeros(scores.shape, dtype=torch.uint8, device=scores.device)
+    banned.scatter_reduce_(1, following, match.to(torch.uint8), reduce="amax")
+    return scores.masked_fill(banned.bool(), float("-inf"))
+
+
 def penalized(config: DecodeConfig) -> bool:
     """Whether a repetition penalty is set (without one the loop keeps no seen-token mask)."""
     return config.repetition_penalty != 1.0
@@ -222,6 +244,8 @@ def decode(
         scores = scorer(outputs.logits[:, -1, :], outputs)
         if seen is not None:
             scores = apply_repetition_penalty(scores, seen, config.repetition_penalty)
+        if config.no_repeat_ngram:
+            scores = ban_repeated_ngrams(scores, out_tokens[:, :step], config.no_repeat_ngram)
         token = choose_next_token(scores, config, generator).masked_fill_(finished, pad_id)
         out_tokens[:, step] = token
         lengths += ~finished
