@@ -10,8 +10,7 @@ Guided inference writes the fixed text itself and asks the model only for what i
    the first tokens of `` toxic.`` and `` non-toxic.`` (sampled from its own probabilities of the
    two under the same sampling settings; greedy takes the likelier);
 2. each slot of a toxic chain (masked, rephrased), decoded until the model closes it with ``#``
-   (at most ``slot_tokens`` tokens, never repeating a 6-gram of the slot's own tokens: the
-   loops that kept slots open), followed by the template's next label.
+   (at most ``slot_tokens`` tokens), followed by the template's next label.
 
 The text is the same as the training chains', so the ids of a guided context are those the
 model was trained on. A slot the model does not close within its budget is cut there and the
@@ -33,9 +32,6 @@ from detox_core.errors import DetoxError
 
 # Every slot (and the generation) ends at this character; the template writes it as " #".
 SLOT_END = "#"
-# A slot copies the prompt with a few changes, so an n-gram of its own repeated is a loop ("jobs
-# jobs jobs ..."): banned from 6 tokens on (" <MASK>" alone is 4 tokens, and may recur).
-SLOT_NO_REPEAT_NGRAM = 6
 # Seed offsets of the guided phases (the generation phase uses 1 << 32), so draws are unrelated.
 LABEL_SEED_OFFSET = 2 << 32
 SLOT_SEED_OFFSET = 3 << 32
@@ -133,7 +129,6 @@ def guided_reasoning(
             update={
                 "max_new_tokens": slot_tokens,
                 "stop": (SLOT_END,),
-                "no_repeat_ngram": SLOT_NO_REPEAT_NGRAM,
                 "seed": config.seed + SLOT_SEED_OFFSET + slot,
                 "sync_every": min(config.sync_every, 8),
             }
