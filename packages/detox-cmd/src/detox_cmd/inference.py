@@ -5,8 +5,8 @@ two phases so that each part has its own budget and stop:
 
 1. the reasoning part, up to the ``# Generation:`` marker. *Guided* (the default,
    ``guided_chain``): the template's fixed text is written for the model, which chooses the
-   label and writes the masked and rephrased slots (each up to ``#``, budget: the longest
-   prompt plus ``CHAIN_SLACK_TOKENS``). *Free* (the paper's inference, ``guided=False``): the
+   label and writes the masked and rephrased slots (each up to ``#``, budget: half of the
+   chain budget minus the generation budget). *Free* (the paper's inference, ``guided=False``): the
    model writes everything (budget: the chain budget minus the generation budget);
 2. the generation part, stopped at the closing ``#`` (the template writes `` #``), with
    ``CLOSING_SLACK_TOKENS`` beyond ``max_new_tokens`` so that a continuation of full length can
