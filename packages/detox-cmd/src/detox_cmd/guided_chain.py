@@ -68,6 +68,9 @@ class ChainLabels(BaseModel):
         )
 
 
+CHAIN_LABELS = ChainLabels.from_templates()
+
+
 class _ChoiceScorer:
     """Plain decoding restricted to a few token ids (every other score is -inf)."""
 
@@ -105,7 +108,7 @@ def guided_reasoning(
 ) -> tuple[list[str], list[bool]]:
     """The reasoning part of each chain, up to and including ``# Generation:``, and whether the
     model closed every slot of it within ``slot_tokens`` tokens."""
-    labels = ChainLabels.from_templates()
+    labels = CHAIN_LABELS
     contexts = [text + labels.opening for text in inputs]
     split = SplitInputTokenizer(tokenizer, dict(zip(contexts, inputs, strict=True)))
     toxic_id = _first_label_token(tokenizer, inputs[0], contexts[0], labels.toxic[0])

@@ -194,17 +194,19 @@ def generate_chain(
         return []
     budget = max_chain_tokens or chain_budget(tokenizer, prompts, decode_config.max_new_tokens)
     inputs = [model_input(p) for p in prompts]
-    outputs: list[ChainOutput | None] = [None] * len(prompts)
+    closed = [True] * len(prompts)
+    fallbacks: dict[int, ChainOutput] = {}
     if guided:
         slot_tokens = max((budget - decode_config.max_new_tokens) // 2, 1)
         reasoning_texts, closed = guided_reasoning(
             model, tokenizer, inputs, decode_config, slot_tokens
         )
-        pending = list(range(len(prompts)))
     else:
-        reasoning_texts, closed, pending = _free_reasoning(
-            model, tokenizer, inputs, decode_config, budget, outputs
+        reasoning_texts, fallbacks = _free_reasoning(
+            model, tokenizer, inputs, decode_config, budget
         )
+    outputs = dict(fallbacks)
+    pending = [i for i in range(len(prompts)) if i not in fallbacks]
     if pending:
         contexts = [inputs[i] + reasoning_texts[i] for i in pending]
         split = SplitInputTokenizer(
@@ -225,7 +227,7 @@ def generate_chain(
             body = _first_tokens(tokenizer, parsed.generation, decode_config.max_new_tokens)
             malformed = parsed.malformed or not closed[i]
             outputs[i] = parsed.model_copy(update={"generation": body, "malformed": malformed})
-    return [o for o in outputs if o is not None]
+    return [outputs[i] for i in range(len(prompts))]
 
 
 def _free_reasoning(
@@ -234,11 +236,10 @@ def _free_reasoning(
     inputs: list[str],
     decode_config: DecodeConfig,
     budget: int,
-    outputs: list[ChainOutput | None],
-) -> tuple[list[str], list[bool], list[int]]:
-    """Phase 1 of the free chain: the model writes up to ``# Generation:`` itself. Rows that do
-    not get there get their malformed output in ``outputs``; returns the reasoning texts (marker
-    included), their closed flags and the rows that go on to phase 2."""
+) -> tuple[list[str], dict[int, ChainOutput]]:
+    """Phase 1 of the free chain: the model writes up to ``# Generation:`` itself. Returns the
+    reasoning texts (marker included) and the malformed outputs of the rows that never got there
+    (they skip phase 2)."""
     reasoning = decode_config.model_copy(
         update={
             "max_new_tokens": max(budget - decode_config.max_new_tokens, 1),
@@ -247,12 +248,9 @@ def _free_reasoning(
         }
     )
     first = decode(model, tokenizer, inputs, reasoning)
-    pending: list[int] = []
+    fallbacks: dict[int, ChainOutput] = {}
     for i, (text, reason) in enumerate(zip(first.texts, first.stopped, strict=True)):
-        if reason == "stop":
-            pending.append(i)
-            continue
-        tail = _first_tokens(tokenizer, text, decode_config.max_new_tokens)
-        outputs[i] = ChainOutput(generation=tail.strip(), chain=text, malformed=True)
-    texts = [text + GENERATION_MARKER for text in first.texts]
-    return texts, [True] * len(inputs), pending
+        if reason != "stop":
+            tail = _first_tokens(tokenizer, text, decode_config.max_new_tokens)
+            fallbacks[i] = ChainOutput(generation=tail.strip(), chain=text, malformed=True)
+    return [text + GENERATION_MARKER for text in first.texts], fallbacks
