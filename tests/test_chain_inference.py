@@ -167,6 +167,65 @@ def test_a_full_length_generation_may_still_close_its_chain(tiny_lm: Any) -> Non
     assert len(tok(short[0].generation, add_special_tokens=False)["input_ids"]) <= 2
 
 
+class RunnerUpLM(ScriptedLM):
+    """A ScriptedLM whose second choice at every step is one fixed token."""
+
+    def __init__(self, scripts: list[list[int]], vocab_size: int, eos: int, runner_up: int) -> None:
+        super().__init__(scripts, vocab_size, eos)
+        self.runner_up = runner_up
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        out = super().forward(*args, **kwargs)
+        out.logits[..., self.runner_up] = torch.maximum(
+            out.logits[..., self.runner_up], torch.tensor(5.0)
+        )
+        return out
+
+
+@pytest.mark.parametrize("toxic", [False, True])
+def test_close_slots_turns_an_early_eos_into_the_closing_mark(tiny_lm: Any, toxic: bool) -> None:
+    # The script ends the generation (and, for a toxic chain, the rephrased slot) with
+    # end-of-sequence where the chain wants "#"; "#" is the model's second choice throughout.
+    tok = tiny_lm.tokenizer
+    prompt = "You are a stupid"
+    close_id = tok("#", add_special_tokens=False)["input_ids"]
+    assert len(close_id) == 1
+    if toxic:
+        chain, _ = build_chain(prompt, " friend of mine", "You are a <MASK>", "You are a kind")
+        cut = chain.index(" # Generation:")  # the rephrased slot ends by EOS
+    else:
+        chain, _ = build_chain(prompt, " friend of mine")
+        cut = len(chain) - len(" #")  # the generation ends by EOS
+    model = RunnerUpLM([_script(tok, prompt, chain[:cut])], len(tok), tok.eos_token_id, close_id[0])
+    loose = generate_chain(model, tok, [prompt], GREEDY, close_slots=False)
+    assert loose[0].malformed
+    closed = generate_chain(model, tok, [prompt], GREEDY)
+    if toxic:  # the rephrased slot now closes; the generation is off the script (not closed)
+        assert "# Detoxify the toxic segments: You are a kind # Generation:" in closed[0].chain
+    else:
+        assert not closed[0].malformed
+        assert closed[0].generation == " friend of mine"
+
+
+def test_generation_temperature_applies_to_the_generation_only(tiny_lm: Any) -> None:
+    # The scripted model puts logit 10 on the script's token: at temperature 0.2 sampling always
+    # follows the script, at 5 it strays. The label (sampled at the decode temperature, 1) stays.
+    tok = tiny_lm.tokenizer
+    prompt = "Hello there"
+    chain, _ = build_chain(prompt, " the weather today is sunny with a light breeze")
+    model = ScriptedLM([_script(tok, prompt, chain)], len(tok), tok.eos_token_id)
+    sampled = DecodeConfig(max_new_tokens=40, greedy=False, top_p=1.0)
+    prompts = [prompt] * 6
+    cold = generate_chain(model, tok, prompts, sampled, generation_temperature=0.2)
+    assert all(o.generation == " the weather today is sunny with a light breeze" for o in cold)
+    hot = generate_chain(model, tok, prompts, sampled, generation_temperature=5.0)
+    assert any(o.generation != cold[0].generation for o in hot)
+    assert all(
+        o.chain.startswith("# Let's detoxify step by step. # The context is non-toxic.")
+        for o in hot
+    )
+
+
 @pytest.fixture(scope="module")
 def adapter_dir(tmp_path_factory: pytest.TempPathFactory, tiny_lm_dir: Path) -> Path:
     root = tmp_path_factory.mktemp("cmd-adapter")

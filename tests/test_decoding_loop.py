@@ -148,3 +148,34 @@ def test_no_repeat_ngram_stops_greedy_loops(tiny_lm: Any) -> None:
             len(base),
         )
         assert ids[:first_repeat] == base[:first_repeat]
+
+
+class _EosEager:
+    """A step scorer under which end-of-sequence is always the best token."""
+
+    output_hidden_states = False
+
+    def __init__(self, eos_id: int) -> None:
+        self.eos_id = eos_id
+
+    def __call__(self, logits: torch.Tensor, outputs: Any) -> torch.Tensor:
+        scores = logits.float().clone()
+        scores[:, self.eos_id] = scores.max() + 10.0
+        return scores
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_min_new_tokens_holds_back_eos(tiny_lm: Any, greedy: bool) -> None:
+    eager = _EosEager(int(tiny_lm.tokenizer.eos_token_id))
+    config = DecodeConfig(max_new_tokens=8, greedy=greedy)
+    at_once = decode(tiny_lm.model, tiny_lm.tokenizer, PROMPTS, config, eager)
+    assert at_once.stopped == ["eos"] * len(PROMPTS)
+    assert all(ids == [] for ids in at_once.token_ids)
+    held = config.model_copy(update={"min_new_tokens": 3})
+    later = decode(tiny_lm.model, tiny_lm.tokenizer, PROMPTS, held, eager)
+    assert later.stopped == ["eos"] * len(PROMPTS)
+    assert [len(ids) for ids in later.token_ids] == [3] * len(PROMPTS)
+    banned = config.model_copy(update={"min_new_tokens": 8})
+    never = decode(tiny_lm.model, tiny_lm.tokenizer, PROMPTS, banned, eager)
+    assert never.stopped == ["length"] * len(PROMPTS)
+    assert all(tiny_lm.tokenizer.eos_token_id not in ids for ids in never.token_ids)

@@ -105,9 +105,11 @@ def guided_reasoning(
     inputs: list[str],
     config: DecodeConfig,
     slot_tokens: int,
+    close_slots: bool = True,
 ) -> tuple[list[str], list[bool]]:
     """The reasoning part of each chain, up to and including ``# Generation:``, and whether the
-    model closed every slot of it within ``slot_tokens`` tokens."""
+    model closed every slot of it within ``slot_tokens`` tokens. ``close_slots`` bans
+    end-of-sequence inside a slot (it ends at ``#`` or its budget)."""
     labels = CHAIN_LABELS
     contexts = [text + labels.opening for text in inputs]
     split = SplitInputTokenizer(tokenizer, dict(zip(contexts, inputs, strict=True)))
@@ -131,6 +133,7 @@ def guided_reasoning(
         slot_config = config.model_copy(
             update={
                 "max_new_tokens": slot_tokens,
+                "min_new_tokens": slot_tokens if close_slots else 0,
                 "stop": (SLOT_END,),
                 "seed": config.seed + SLOT_SEED_OFFSET + slot,
                 "sync_every": min(config.sync_every, 8),

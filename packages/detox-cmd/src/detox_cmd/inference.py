@@ -6,7 +6,8 @@ two phases so that each part has its own budget and stop:
 1. the reasoning part, up to the ``# Generation:`` marker. *Guided* (the default,
    ``guided_chain``): the template's fixed text is written for the model, which chooses the
    label and writes the masked and rephrased slots (each up to ``#``, budget: half of the
-   chain budget minus the generation budget). *Free* (the paper's inference, ``guided=False``): the
+   chain budget minus the generation budget; with ``close_slots``, the default, a slot cannot
+   end by end-of-sequence, only at ``#`` or its budget). *Free* (the paper's inference, ``guided=False``): the
    model writes everything (budget: the chain budget minus the generation budget);
 2. the generation part, stopped at the closing ``#`` (the template writes `` #``), with
    ``CLOSING_SLACK_TOKENS`` beyond ``max_new_tokens`` so that a continuation of full length can
@@ -181,6 +182,8 @@ def generate_chain(
     ddsc: DDSCConfig | None = None,
     max_chain_tokens: int | None = None,
     guided: bool = True,
+    close_slots: bool = True,
+    generation_temperature: float | None = None,
 ) -> list[ChainOutput]:
     """Run the CMD chain for each prompt and return its continuation (see the module doc).
 
@@ -189,6 +192,10 @@ def generate_chain(
     given, decodes the generation part with DDSC (its own ``decode`` settings are replaced by
     ``decode_config``). ``guided`` writes the template's fixed text for the model (see
     ``guided_chain``); ``False`` lets the model write the whole chain, as in the paper.
+    ``close_slots`` (guided only) bans end-of-sequence inside the slots and the generation, so
+    that each ends at its closing ``#`` (or runs out of budget). ``generation_temperature``
+    samples the generation part at that temperature (``None``: ``decode_config``'s); the label
+    and the slots keep ``decode_config``'s.
     """
     if not prompts:
         return []
@@ -199,7 +206,7 @@ def generate_chain(
     if guided:
         slot_tokens = max((budget - decode_config.max_new_tokens) // 2, 1)
         reasoning_texts, closed = guided_reasoning(
-            model, tokenizer, inputs, decode_config, slot_tokens
+            model, tokenizer, inputs, decode_config, slot_tokens, close_slots
         )
     else:
         reasoning_texts, fallbacks = _free_reasoning(
@@ -212,9 +219,12 @@ def generate_chain(
         split = SplitInputTokenizer(
             tokenizer, {c: inputs[i] for c, i in zip(contexts, pending, strict=True)}
         )
+        generation_tokens = decode_config.max_new_tokens + CLOSING_SLACK_TOKENS
         generation = decode_config.model_copy(
             update={
-                "max_new_tokens": decode_config.max_new_tokens + CLOSING_SLACK_TOKENS,
+                "max_new_tokens": generation_tokens,
+                "min_new_tokens": generation_tokens if guided and close_slots else 0,
+                "temperature": generation_temperature or decode_config.temperature,
                 "stop": (SLOT_END, *decode_config.stop),
                 "seed": decode_config.seed + PHASE_SEED_OFFSET,
                 "sync_every": min(decode_config.sync_every, 8),

@@ -32,6 +32,9 @@ class DecodeConfig(BaseModel):
     # Never repeat an n-gram of this generation's own tokens (the prompt is not counted, unlike
     # transformers' no_repeat_ngram_size); 0 = off.
     no_repeat_ngram: int = Field(0, ge=0)
+    # End-of-sequence is not allowed before this many new tokens (transformers' min_new_tokens);
+    # min_new_tokens >= max_new_tokens bans it outright, so a row ends at a stop string or length.
+    min_new_tokens: int = Field(0, ge=0)
     seed: int = 0
     stop: tuple[str, ...] = ()
     max_input_tokens: int = Field(2048, ge=1)
@@ -207,7 +210,8 @@ def decode(
     input_ids = enc["input_ids"].to(device)
     attention = enc["attention_mask"].to(device)
     batch, vocab = input_ids.shape[0], int(model.config.vocab_size)
-    eos = torch.tensor(eos_token_ids(model, tokenizer) or [-1], device=device)
+    eos_ids = eos_token_ids(model, tokenizer)
+    eos = torch.tensor(eos_ids or [-1], device=device)
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0])
     generator: torch.Generator | None = None
     if not config.greedy:
@@ -246,6 +250,8 @@ def decode(
             scores = apply_repetition_penalty(scores, seen, config.repetition_penalty)
         if config.no_repeat_ngram:
             scores = ban_repeated_ngrams(scores, out_tokens[:, :step], config.no_repeat_ngram)
+        if step < config.min_new_tokens and eos_ids:
+            scores = scores.index_fill(-1, eos, float("-inf"))
         token = choose_next_token(scores, config, generator).masked_fill_(finished, pad_id)
         out_tokens[:, step] = token
         lengths += ~finished

@@ -39,6 +39,11 @@ class CmdSettings(BaseModel):
     adapter: str | None = None
     max_chain_tokens: int | None = Field(None, ge=2)
     guided: bool = True
+    # Guided chains only: end-of-sequence is banned inside a slot and the generation, so each
+    # ends at its closing '#' (or its budget).
+    close_slots: bool = True
+    # The generation part's sampling temperature (None: the decode temperature).
+    generation_temperature: float | None = Field(None, gt=0)
 
 
 class MethodSettings(BaseModel):
@@ -176,6 +181,8 @@ def _chain(with_ddsc: bool) -> Decoder:
             ddsc=ddsc,
             max_chain_tokens=s.cmd.max_chain_tokens,
             guided=s.cmd.guided,
+            close_slots=s.cmd.close_slots,
+            generation_temperature=s.cmd.generation_temperature,
         )
         extras = [{"chain": c.chain, "malformed": c.malformed} for c in chains]
         stopped = ["malformed" if c.malformed else "stop" for c in chains]

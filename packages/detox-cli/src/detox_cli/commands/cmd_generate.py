@@ -49,6 +49,16 @@ ChainBudgetOpt = Annotated[
         " template's tokens + 16).",
     ),
 ]
+GenTempOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--generation-temperature",
+        min=0.0,
+        min_open=True,
+        help="Sampling temperature of the chain's generation part (default: CMD's own, see the"
+        " README; the label and the slots use --temperature).",
+    ),
+]
 FreeChainOpt = Annotated[
     bool,
     typer.Option(
@@ -101,6 +111,7 @@ def generate(
     max_new_tokens: MaxNewOpt = 20,
     max_chain_tokens: ChainBudgetOpt = None,
     free_chain: FreeChainOpt = False,
+    generation_temperature: GenTempOpt = None,
     top_p: TopPOpt = 0.9,
     temperature: TempOpt = 1.0,
     greedy: GreedyOpt = False,
@@ -138,7 +149,14 @@ def generate(
         decode=decode,
         ddsc=ddsc,
         cmd=CmdSettings(
-            adapter=str(adapter), max_chain_tokens=max_chain_tokens, guided=not free_chain
+            adapter=str(adapter),
+            max_chain_tokens=max_chain_tokens,
+            guided=not free_chain,
+            **(
+                {}
+                if generation_temperature is None
+                else {"generation_temperature": generation_temperature}
+            ),
         ),
     )
     lm = load_cmd_model(adapter, ModelOptions(device=device, dtype=dtype))
