@@ -31,6 +31,8 @@ CASES = [
     (["cmd", "train", "--data", "x", "--out", "o", "--lr", "-1"], "--lr"),
     (["cmd", "train", "--data", "x", "--out", "o", "--cl-temperature", "0"], "--cl-temperature"),
     (["cmd", "generate", "--adapter", "a", "--prompt", "hi", "--top-p", "2"], "--top-p"),
+    (["cmd", "generate", "--adapter", "a", "--prompt", "hi", "--generation-temperature", "0"],
+     "--generation-temperature"),
     (["cmd", "synthesize", "--prompts", "p", "--out", "o", "--samples", "0"], "--samples"),
     (["compare", "--samples", "0"], "--samples"),
 ]  # fmt: skip

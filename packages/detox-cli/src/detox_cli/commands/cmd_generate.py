@@ -53,10 +53,8 @@ GenTempOpt = Annotated[
     float | None,
     typer.Option(
         "--generation-temperature",
-        min=0.0,
-        min_open=True,
-        help="Sampling temperature of the chain's generation part (default: CMD's own, see the"
-        " README; the label and the slots use --temperature).",
+        help="Sampling temperature of the chain's generation part, > 0 (default: CMD's own, see"
+        " the README; the label and the slots use --temperature).",
     ),
 ]
 FreeChainOpt = Annotated[
