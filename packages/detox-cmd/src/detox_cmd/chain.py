@@ -17,6 +17,11 @@ NONTOXIC_TEMPLATE = (
     "# Generation: {positive} #"
 )
 GENERATION_MARKER = "# Generation:"
+# The sampling temperature of the chain's generation part (the label and slots use the decode
+# temperature). The adapter was trained on samples of the base model, so its own samples spread
+# wider than the base model's; at 0.7 the continuations' perplexity under the base model matched
+# plain sampling's on 60 dev prompts (benchmarks/results/cmd_temperature_dev60/).
+GENERATION_TEMPERATURE = 0.7
 CLOSING_MARKER = " #"
 
 

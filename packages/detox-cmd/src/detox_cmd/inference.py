@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from detox_cmd.chain import GENERATION_MARKER, TOXIC_TEMPLATE, model_input
+from detox_cmd.chain import GENERATION_MARKER, GENERATION_TEMPERATURE, TOXIC_TEMPLATE, model_input
 from detox_cmd.guided_chain import SLOT_END, guided_reasoning
 from detox_cmd.training.data import SplitInputTokenizer
 from detox_cmd.training.records import TrainRunInfo
@@ -183,7 +183,7 @@ def generate_chain(
     max_chain_tokens: int | None = None,
     guided: bool = True,
     close_slots: bool = True,
-    generation_temperature: float | None = None,
+    generation_temperature: float | None = GENERATION_TEMPERATURE,
 ) -> list[ChainOutput]:
     """Run the CMD chain for each prompt and return its continuation (see the module doc).
 
@@ -194,8 +194,8 @@ def generate_chain(
     ``guided_chain``); ``False`` lets the model write the whole chain, as in the paper.
     ``close_slots`` (guided only) bans end-of-sequence inside the slots and the generation, so
     that each ends at its closing ``#`` (or runs out of budget). ``generation_temperature``
-    samples the generation part at that temperature (``None``: ``decode_config``'s); the label
-    and the slots keep ``decode_config``'s.
+    samples the generation part at that temperature (default ``GENERATION_TEMPERATURE``;
+    ``None``: ``decode_config``'s); the label and the slots keep ``decode_config``'s.
     """
     if not prompts:
         return []

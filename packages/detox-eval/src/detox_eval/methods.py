@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from detox_cmd.chain import GENERATION_TEMPERATURE
 from detox_core.decoding import DecodeConfig, decode
 from detox_core.errors import DetoxError
 from detox_core.generation import BatchDecoder
@@ -43,7 +44,7 @@ class CmdSettings(BaseModel):
     # ends at its closing '#' (or its budget).
     close_slots: bool = True
     # The generation part's sampling temperature (None: the decode temperature).
-    generation_temperature: float | None = Field(None, gt=0)
+    generation_temperature: float | None = Field(GENERATION_TEMPERATURE, gt=0)
 
 
 class MethodSettings(BaseModel):
