@@ -179,3 +179,23 @@ def test_min_new_tokens_holds_back_eos(tiny_lm: Any, greedy: bool) -> None:
     never = decode(tiny_lm.model, tiny_lm.tokenizer, PROMPTS, banned, eager)
     assert never.stopped == ["length"] * len(PROMPTS)
     assert all(tiny_lm.tokenizer.eos_token_id not in ids for ids in never.token_ids)
+
+
+class _EosOnly(_EosEager):
+    """A step scorer that allows end-of-sequence alone (like DDSC's head when it holds only it)."""
+
+    def __call__(self, logits: torch.Tensor, outputs: Any) -> torch.Tensor:
+        scores = torch.full_like(logits, float("-inf"), dtype=torch.float32)
+        scores[:, self.eos_id] = 0.0
+        return scores
+
+
+def test_min_new_tokens_falls_back_to_the_logits_when_only_eos_is_allowed(tiny_lm: Any) -> None:
+    eos_id = int(tiny_lm.tokenizer.eos_token_id)
+    config = DecodeConfig(max_new_tokens=6, greedy=True, min_new_tokens=6)
+    out = decode(tiny_lm.model, tiny_lm.tokenizer, PROMPTS, config, _EosOnly(eos_id))
+    assert out.stopped == ["length"] * len(PROMPTS)
+    # the fallback is the model's own greedy choice with end-of-sequence banned
+    plain = decode(tiny_lm.model, tiny_lm.tokenizer, PROMPTS, config)
+    assert out.token_ids == plain.token_ids
+    assert all(eos_id not in ids for ids in out.token_ids)

@@ -154,6 +154,15 @@ def ban_repeated_ngrams(scores: torch.Tensor, generated: torch.Tensor, n: int) -
     return scores.masked_fill(banned.bool(), float("-inf"))
 
 
+def ban_tokens(scores: torch.Tensor, ids: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """``scores`` with the tokens ``ids`` at -inf. A row left with no allowed token (a scorer
+    that allowed only those, such as DDSC's head holding nothing but end-of-sequence) takes the
+    ``fallback`` logits instead, ``ids`` banned there too. No host synchronisation."""
+    banned = scores.index_fill(-1, ids, float("-inf"))
+    empty = torch.isneginf(banned).all(dim=-1, keepdim=True)
+    return torch.where(empty, fallback.float().index_fill(-1, ids, float("-inf")), banned)
+
+
 def penalized(config: DecodeConfig) -> bool:
     """Whether a repetition penalty is set (without one the loop keeps no seen-token mask)."""
     return config.repetition_penalty != 1.0
@@ -251,7 +260,7 @@ def decode(
         if config.no_repeat_ngram:
             scores = ban_repeated_ngrams(scores, out_tokens[:, :step], config.no_repeat_ngram)
         if step < config.min_new_tokens and eos_ids:
-            scores = scores.index_fill(-1, eos, float("-inf"))
+            scores = ban_tokens(scores, eos, outputs.logits[:, -1, :])
         token = choose_next_token(scores, config, generator).masked_fill_(finished, pad_id)
         out_tokens[:, step] = token
         lengths += ~finished
