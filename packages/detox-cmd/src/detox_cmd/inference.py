@@ -7,8 +7,9 @@ two phases so that each part has its own budget and stop:
    ``guided_chain``): the template's fixed text is written for the model, which chooses the
    label and writes the masked and rephrased slots (each up to ``#``, budget: half of the
    chain budget minus the generation budget; with ``close_slots``, the default, a slot cannot
-   end by end-of-sequence, only at ``#`` or its budget). *Free* (the paper's inference, ``guided=False``): the
-   model writes everything (budget: the chain budget minus the generation budget);
+   end by end-of-sequence, only at ``#`` or its budget). *Free* (the paper's inference,
+   ``guided=False``): the model writes everything (budget: the chain budget minus the
+   generation budget);
 2. the generation part, stopped at the closing ``#`` (the template writes `` #``), with
    ``CLOSING_SLACK_TOKENS`` beyond ``max_new_tokens`` so that a continuation of full length can
    still close its chain; the generation kept is its first ``max_new_tokens`` tokens. This phase
