@@ -14,10 +14,10 @@ import torch
 from detox_core.decoding import (
     DecodeConfig,
     apply_repetition_penalty,
-    ban_repeated_ngrams,
     choose_next_token,
     context_token_mask,
     decode,
+    repeated_ngram_mask,
 )
 
 PROMPTS = ["Hello, my name is Alex and I like", "I think", "The weather today is", "A"]
@@ -119,17 +119,17 @@ def _ngrams(ids: list[int], n: int) -> list[tuple[int, ...]]:
     return [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
 
 
-def test_ban_repeated_ngrams_by_hand() -> None:
+def test_repeated_ngram_mask_by_hand() -> None:
     generated = torch.tensor([[1, 2, 3, 1, 2], [4, 4, 4, 4, 5]])
     scores = torch.zeros(2, 8)
-    banned = torch.isinf(ban_repeated_ngrams(scores, generated, 3))
+    banned = repeated_ngram_mask(scores, generated, 3)
     # row 0: "1 2" was followed by 3; row 1: "4 5" never occurred before
     assert banned[0].nonzero().flatten().tolist() == [3] and not banned[1].any()
-    bigram = torch.isinf(ban_repeated_ngrams(scores, generated, 2))
+    bigram = repeated_ngram_mask(scores, generated, 2)
     assert bigram[0].nonzero().flatten().tolist() == [3] and not bigram[1].any()
-    unigram = torch.isinf(ban_repeated_ngrams(scores, generated, 1))
+    unigram = repeated_ngram_mask(scores, generated, 1)
     assert unigram[1].nonzero().flatten().tolist() == [4, 5]
-    assert not torch.isinf(ban_repeated_ngrams(scores, generated[:, :2], 3)).any()  # too short
+    assert not repeated_ngram_mask(scores, generated[:, :2], 3).any()  # too short
 
 
 def test_no_repeat_ngram_stops_greedy_loops(tiny_lm: Any) -> None:

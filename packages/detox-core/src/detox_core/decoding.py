@@ -135,12 +135,13 @@ def top_p_filter(scores: torch.Tensor, top_p: float, top_k: int = 0) -> torch.Te
     return scores.masked_fill(drop, float("-inf"))
 
 
-def ban_repeated_ngrams(scores: torch.Tensor, generated: torch.Tensor, n: int) -> torch.Tensor:
-    """``scores`` ``[B, V]`` with -inf on every token that would repeat an ``n``-gram already in
+def repeated_ngram_mask(scores: torch.Tensor, generated: torch.Tensor, n: int) -> torch.Tensor:
+    """Bool ``[B, V]`` (``V`` of ``scores``): the tokens that would repeat an ``n``-gram already in
     ``generated`` ``[B, t]`` (this generation's tokens so far). Runs on the device, no sync."""
+    banned = torch.zeros(scores.shape, dtype=torch.uint8, device=scores.device)
     steps = generated.shape[1]
     if n < 1 or steps < n:
-        return scores
+        return banned.bool()
     if n == 1:
         following = generated
         match = torch.ones_like(generated, dtype=torch.bool)
@@ -149,18 +150,19 @@ def ban_repeated_ngrams(scores: torch.Tensor, generated: torch.Tensor, n: int) -
         windows = generated.unfold(1, n - 1, 1)[:, : steps - n + 1]
         match = (windows == generated[:, None, steps - n + 1 :]).all(dim=-1)
         following = generated[:, n - 1 :]
-    banned = torch.zeros(scores.shape, dtype=torch.uint8, device=scores.device)
     banned.scatter_reduce_(1, following, match.to(torch.uint8), reduce="amax")
-    return scores.masked_fill(banned.bool(), float("-inf"))
+    return banned.bool()
 
 
-def ban_tokens(scores: torch.Tensor, ids: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
-    """``scores`` with the tokens ``ids`` at -inf. A row left with no allowed token (a scorer
-    that allowed only those, such as DDSC's head holding nothing but end-of-sequence) takes the
-    ``fallback`` logits instead, ``ids`` banned there too. No host synchronisation."""
-    banned = scores.index_fill(-1, ids, float("-inf"))
-    empty = torch.isneginf(banned).all(dim=-1, keepdim=True)
-    return torch.where(empty, fallback.float().index_fill(-1, ids, float("-inf")), banned)
+def without_banned(
+    scores: torch.Tensor, banned: torch.Tensor, fallback: torch.Tensor
+) -> torch.Tensor:
+    """``scores`` with the ``banned`` tokens (bool ``[B, V]``) at -inf. A row left with no allowed
+    token (a scorer that allowed only banned ones, such as DDSC's head holding nothing but
+    end-of-sequence) takes the ``fallback`` logits instead, with the same bans. No host sync."""
+    kept = scores.masked_fill(banned, float("-inf"))
+    empty = torch.isneginf(kept).all(dim=-1, keepdim=True)
+    return torch.where(empty, fallback.float().masked_fill(banned, float("-inf")), kept)
 
 
 def penalized(config: DecodeConfig) -> bool:
@@ -257,10 +259,12 @@ def decode(
         scores = scorer(outputs.logits[:, -1, :], outputs)
         if seen is not None:
             scores = apply_repetition_penalty(scores, seen, config.repetition_penalty)
-        if config.no_repeat_ngram:
-            scores = ban_repeated_ngrams(scores, out_tokens[:, :step], config.no_repeat_ngram)
-        if step < config.min_new_tokens and eos_ids:
-            scores = ban_tokens(scores, eos, outputs.logits[:, -1, :])
+        ban_eos = step < config.min_new_tokens and bool(eos_ids)
+        if config.no_repeat_ngram or ban_eos:
+            banned = repeated_ngram_mask(scores, out_tokens[:, :step], config.no_repeat_ngram)
+            if ban_eos:
+                banned.index_fill_(-1, eos, True)
+            scores = without_banned(scores, banned, outputs.logits[:, -1, :])
         token = choose_next_token(scores, config, generator).masked_fill_(finished, pad_id)
         out_tokens[:, step] = token
         lengths += ~finished
