@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 
@@ -170,3 +172,57 @@ def test_row_blocking_gives_the_whole_batch_result(
         if vocab % 16 == 0:
             assert torch.equal(a, b)
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-12)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one intra-op thread (detox's CPU default), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield None
+    torch.set_num_threads(before)
+
+
+def test_numpy_math_is_chosen_only_where_it_applies(one_thread: None) -> None:
+    import detox_kernels.fused_torch as fused
+
+    x = torch.rand(2, 3, 64)
+    assert fused._numpy_math(x)
+    assert not fused._numpy_math(x.double())
+    assert not fused._numpy_math(x.transpose(1, 2))  # not contiguous
+    assert not fused._numpy_math(x.clone().requires_grad_(True))
+    torch.set_num_threads(2)
+    assert not fused._numpy_math(x)  # numpy's loops run on one thread only
+
+
+@pytest.mark.parametrize("divergence", ["reference", "jsd"])
+@pytest.mark.parametrize("vocab", [1001, 2048])
+def test_numpy_math_gives_the_torch_math_results(
+    divergence: str, vocab: int, one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """numpy's exp/log (taken with one torch thread) against torch's, on the same inputs."""
+    import detox_kernels.fused_torch as fused
+
+    calls: list[str] = []
+    for name in ("exp", "log"):
+        original = getattr(np, name)
+
+        def spy(*args: object, _f: object = original, _n: str = name, **kw: object) -> object:
+            calls.append(_n)
+            return _f(*args, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(fused.np, name, spy)
+    end, toxic, cands = logits(3, 7, vocab, 300.0, seed=vocab)
+    fast = select_layers_fused(end, cands, toxic, divergence)  # type: ignore[arg-type]
+    assert "exp" in calls and ("log" in calls or divergence == "jsd")
+    monkeypatch.setattr(fused, "_numpy_math", lambda *tensors: False)
+    calls.clear()
+    plain = select_layers_fused(end, cands, toxic, divergence)  # type: ignore[arg-type]
+    assert calls == []
+    assert torch.equal(fast.h, plain.h)
+    assert fast.s is not None and plain.s is not None
+    assert torch.equal(fast.s, plain.s)
+    atol = JSD_ATOL if divergence == "jsd" else REF_ATOL
+    torch.testing.assert_close(fast.div_end, plain.div_end, rtol=1e-4, atol=atol)
+    assert fast.div_toxic is not None and plain.div_toxic is not None
+    torch.testing.assert_close(fast.div_toxic, plain.div_toxic, rtol=1e-4, atol=atol)

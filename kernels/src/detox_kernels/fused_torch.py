@@ -12,9 +12,11 @@ Same results as ``reference.py`` (which defines them) up to float rounding.
     true JSD      = (sum_V P log P + sum_V Q log Q) / 2 - sum_V M log M
 
 so the only element-wise work per comparison is ``M log M`` (one ``log``), and the candidates'
-softmax (one ``exp``) is shared by the end and the toxic comparison. Two more things make it fast
-on a CPU: ``exp`` is floored at ``exp(-64)`` so that no subnormal float ever appears (see
-``_exp``), and the ``[B, K, V]`` scratch tensors are reused from call to call.
+softmax (one ``exp``) is shared by the end and the toxic comparison. Three more things make it
+fast on a CPU: ``exp`` is floored at ``exp(-64)`` so that no subnormal float ever appears (see
+``_exp``), the ``[B, K, V]`` scratch tensors are reused from call to call, and the big ``exp``
+and ``log`` passes run through numpy's vectorised functions when torch runs one thread (see
+``_numpy_math``).
 
 ``contrast_scores_fused`` is ``contrast_scores_torch`` with in-place updates.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import math
 import threading
 
+import numpy as np
 import torch
 
 from detox_kernels.reference import (
@@ -38,15 +41,48 @@ LOG_2 = math.log(2.0)
 EXP_FLOOR = -64.0  # exp(-64) = 1.6e-28
 
 
-def _exp(centred: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """``exp`` of centred logits, floored at ``exp(-64)``.
+def _numpy_math(*tensors: torch.Tensor) -> bool:
+    """Whether the element-wise ``exp`` / ``log`` over these tensors should run through numpy.
+
+    numpy's float32 ``exp`` and ``log`` are SIMD loops 2-3x faster than torch's on x86 CPUs
+    (AVX2 / AVX-512; measured on the [30, 49152] rows of MODE-1: log 4.4 vs 12.0 ms, exp 5.2 vs
+    9.7 ms per batch of 8), and give the same values to float rounding. They run on one thread,
+    so they are used only when torch also runs one intra-op thread (detox's default on machines
+    with two cores or fewer); on contiguous CPU float32 tensors without autograd (zero-copy).
+    """
+    return torch.get_num_threads() == 1 and all(
+        t.device.type == "cpu"
+        and t.dtype == torch.float32
+        and t.is_contiguous()
+        and not t.requires_grad
+        for t in tensors
+    )
+
+
+def _log(values: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``torch.log(values, out=out)``, through numpy when ``_numpy_math`` says so."""
+    if _numpy_math(values, out):
+        np.log(values.numpy(), out=out.numpy())
+        return out
+    return torch.log(values, out=out)
+
+
+def _exp(centred: torch.Tensor, out: torch.Tensor | None = None, big: bool = False) -> torch.Tensor:
+    """``exp`` of centred logits, floored at ``exp(-64)``; through numpy for the ``big``
+    ``[B, K, V]`` pass when ``_numpy_math`` says so (the few reference rows stay in torch, so
+    that a batch and its rows one at a time round alike).
 
     Early layers give logits in the thousands, whose ``exp`` underflows to subnormal numbers that
     make ``exp``, ``log`` and products 30-50x slower on x86. With the floor every later product
     stays a normal float. It adds less than ``V * 1.6e-28`` (about 1e-23) of probability mass in
     all, far below float32 resolution of any sum it enters.
     """
-    return torch.clamp(centred, min=EXP_FLOOR, out=out).exp_()
+    floored = torch.clamp(centred, min=EXP_FLOOR, out=out)
+    if big and _numpy_math(floored):
+        values = floored.numpy()
+        np.exp(values, out=values)
+        return floored
+    return floored.exp_()
 
 
 class _Workspace(threading.local):
@@ -135,7 +171,7 @@ def _select_rows(
     cand_zc, cand_exp, m, scratch = _WORKSPACE.get("cands", tuple(cands.shape), cands.device, 4)
     values = cands.float()
     torch.sub(values, values.amax(dim=-1, keepdim=True), out=cand_zc)
-    _exp(cand_zc, out=cand_exp)
+    _exp(cand_zc, out=cand_exp, big=True)
     dots = torch.matmul(cand_exp, ref_zc1.transpose(1, 2))  # [B, K, R + 1]
     cand_total = dots[..., n_refs:]  # [B, K, 1]
     cand_ls = cand_total.log()
@@ -160,7 +196,7 @@ def _select_rows(
             div = 0.5 * (p_log_p[:, r] + q_log_q[..., 0]) - m_log_m
         else:
             torch.addcmul(half_p[:, r : r + 1], cand_exp, half_q_scale, out=m)  # M = P/2 + Q/2
-            m_log_m = torch.log(m, out=scratch).mul_(m).sum(dim=-1)  # [B, K]
+            m_log_m = _log(m, out=scratch).mul_(m).sum(dim=-1)  # [B, K]
             m_log_p = 0.5 * (p_log_p[:, r] + q_log_ref[..., r])
             m_log_q = 0.5 * (ref_log_q[..., r] + q_log_q[..., 0])
             div = (m_log_m - 0.5 * (m_log_p + m_log_q)) / vocab
