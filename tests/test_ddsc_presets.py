@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from detox_cli.options import ddsc_config, decode_config
+from detox_core.errors import DetoxError
 from detox_ddsc.config import DDSC_PRESETS, DDSCConfig, preset_settings
 
 
@@ -28,6 +29,27 @@ def test_cli_config_follows_the_preset_and_explicit_options() -> None:
     assert ddsc_config(sampling, preset="faithful").alpha == 0.1
     mixed = ddsc_config(sampling, contrast_weight=0.3)
     assert mixed.contrast_weight == 0.3 and mixed.alpha == DDSC_PRESETS["diverse"]["alpha"]
+
+
+def test_toxic_layer_from_end_counts_down_from_the_final_hidden_state(tiny_lm_dir: Path) -> None:
+    """T = N - k when neither toxic_layer nor profile is given; an explicit T wins; out of
+    range is one clear error. Without any of them a foreign model must be told its T."""
+    from transformers import AutoConfig
+
+    from detox_ddsc.decoder import resolve_toxic_layer
+
+    hf = AutoConfig.from_pretrained(tiny_lm_dir)
+    n = int(hf.num_hidden_layers)
+    assert resolve_toxic_layer(hf, DDSCConfig(layers="all", toxic_layer_from_end=2)) == n - 2
+    assert resolve_toxic_layer(hf, DDSCConfig(toxic_layer_from_end=0)) == n
+    both = DDSCConfig(toxic_layer=1, toxic_layer_from_end=2)
+    assert resolve_toxic_layer(hf, both) == 1
+    with pytest.raises(DetoxError, match="out of range"):
+        resolve_toxic_layer(hf, DDSCConfig(toxic_layer_from_end=n + 1))
+    with pytest.raises(DetoxError, match="toxic layer"):
+        resolve_toxic_layer(hf, DDSCConfig())  # the shipped profile is for 30 layers
+    sampling = ddsc_config(decode_config(max_new_tokens=5))
+    assert sampling.toxic_layer_from_end is None  # not part of any preset
 
 
 def test_eval_rtp_records_the_sampling_preset(

@@ -69,7 +69,8 @@ def _hf_config(model: Any) -> Any:
 
 
 def resolve_toxic_layer(model: Any, config: DDSCConfig) -> int | None:
-    """T for this model: ``toxic_layer``, else ``profile``, else the shipped default profile.
+    """T for this model: ``toxic_layer``, else ``profile``, else N - ``toxic_layer_from_end``,
+    else the shipped default profile.
 
     ``model`` may be a model or its Hugging Face config.
     """
@@ -80,6 +81,8 @@ def resolve_toxic_layer(model: Any, config: DDSCConfig) -> int | None:
         return check_toxic_layer(config.toxic_layer, num_layers)
     if config.profile is not None:
         toxic = check_profile(load_profile(config.profile), model, config.profile)
+    elif config.toxic_layer_from_end is not None:
+        toxic = num_layers - config.toxic_layer_from_end
     else:
         toxic = check_profile(load_default_profile(), model, "shipped with detox-ddsc")
     return check_toxic_layer(toxic, num_layers)
