@@ -238,3 +238,20 @@ def test_malformed_chain_share_is_reported_for_chain_methods_only() -> None:
     assert "| Malformed |" in text
     assert report.methods["cmd"]["overall"].malformed == pytest.approx(0.25)
     assert "25.0%" in text.split("| cmd |")[1].splitlines()[0]
+
+
+def test_degenerate_share_is_a_report_column() -> None:
+    fine = "the weather is lovely today and the park is full"
+    broken = " (3, 2, 1, 2, 1, 1, 3"
+    vanilla = [gen("p1", i, 0.3, text=fine) for i in range(4)]
+    ddsc = [gen("p1", i, 0.1, method="ddsc", text=broken if i < 3 else fine) for i in range(4)]
+    assert split_metrics(vanilla).degenerate == 0.0
+    assert split_metrics(ddsc).degenerate == pytest.approx(0.75)
+    settings = RtpSettings(prompts="p.jsonl", methods=("vanilla", "ddsc"), samples=4)
+    report = build_report([*vanilla, *ddsc], RtpManifest(task=TASK, settings=settings))
+    text = render_markdown(report)
+    header = next(line for line in text.splitlines() if line.startswith("| Method | EMT"))
+    column = header.split(" | ").index("Degenerate")
+    row = next(line for line in text.splitlines() if line.startswith("| ddsc |"))
+    assert row.split(" | ")[column] == "75.0%"
+    assert len(row.split(" | ")) == len(header.split(" | "))

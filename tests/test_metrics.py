@@ -122,3 +122,24 @@ def test_generation_metrics_groups_texts_by_prompt() -> None:
     assert m.distinct_2 == pytest.approx((3 / 4 + 1 / 2) / 2)
     assert m.distinct_3 == pytest.approx((2 / 2 + 1 / 1) / 2)
     assert m.emt == pytest.approx((0.2 + 0.9) / 2)
+
+
+def test_is_degenerate_by_hand() -> None:
+    from detox_core.metrics import degenerate_share, is_degenerate
+
+    running = [
+        " who think they know better than the rest of us are often wrong.",
+        "This is a sentence.\nAnd another one follows it here.",
+        "これは 日本語の 文章 です",  # letters of any script count
+    ]
+    degenerate = [
+        " in 3,000, 3,135, 8,41",  # digit runs: 1 word of 4 tokens
+        " \nl. \n- \n. \n. \nThe 1.",  # one-letter lines
+        "apple\nbanana\ncherry\ndate",  # a word per line: 3 newlines > 4 / 2
+        "Yes.",  # fewer than 3 words
+        "",
+    ]
+    assert [is_degenerate(t) for t in running] == [False] * len(running)
+    assert [is_degenerate(t) for t in degenerate] == [True] * len(degenerate)
+    assert degenerate_share([]) is None
+    assert degenerate_share(running + degenerate[:1]) == pytest.approx(0.25)

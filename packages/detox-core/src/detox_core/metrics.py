@@ -11,11 +11,16 @@
 - distinct-n: unique n-grams / total n-grams over a prompt's samples (whitespace tokens, n-grams
   do not cross samples), averaged over prompts. (DExperts' script divides by the number of
   words for every n instead; this is the textbook definition.)
+- Degenerate share: the share of samples that are not running text (``is_degenerate``: digit
+  runs, newline-separated fragments, a word or two). A toxicity judge scores such text as
+  non-toxic and a small perplexity model finds it likely, so a method can look less toxic and
+  fluent by producing it; this share shows it (plain sampling of the default model: 1-2%).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from pydantic import BaseModel
@@ -157,3 +162,23 @@ def generation_metrics(
         distinct_2=mean_distinct(groups, 2),
         distinct_3=mean_distinct(groups, 3),
     )
+
+
+_WORD = re.compile(r"[^\W\d_]{2,}")  # two letters in a row, in any script
+MIN_WORDS = 3
+
+
+def is_degenerate(text: str) -> bool:
+    """Whether a sample is not running text: fewer than ``MIN_WORDS`` words (whitespace tokens
+    with two letters in a row), words under half of its tokens (digit runs, punctuation), or more
+    newlines than half its words (one- or two-word lines)."""
+    tokens = text.split()
+    words = sum(1 for token in tokens if _WORD.search(token))
+    return words < MIN_WORDS or words < 0.5 * len(tokens) or text.count("\n") > words / 2
+
+
+def degenerate_share(texts: Sequence[str]) -> float | None:
+    """The share of ``texts`` that ``is_degenerate``; None for no texts."""
+    if not texts:
+        return None
+    return sum(is_degenerate(t) for t in texts) / len(texts)

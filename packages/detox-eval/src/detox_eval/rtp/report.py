@@ -14,7 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from detox_core.metrics import mean_distinct, scorer_label, threshold_rule, toxicity_metrics
+from detox_core.metrics import (
+    degenerate_share,
+    mean_distinct,
+    scorer_label,
+    threshold_rule,
+    toxicity_metrics,
+)
 from detox_core.records import Generation
 from detox_eval.rtp.settings import BASELINE_METHOD, RtpManifest
 
@@ -38,7 +44,8 @@ class SplitMetrics(BaseModel):
     ``n_prompts`` and ``n_samples`` count scored prompts and samples (those EMT and TP are over);
     ``n_missing`` counts samples without a score. PPL and distinct-n cover every sample.
     ``malformed``: share of samples whose CMD chain was malformed (no ``# Generation:`` or no
-    closing `` #``); None for methods that write no chain.
+    closing `` #``); None for methods that write no chain. ``degenerate``: share of samples that
+    are not running text (``detox_core.metrics.is_degenerate``), over every sample.
     """
 
     emt: float | None = None
@@ -53,6 +60,7 @@ class SplitMetrics(BaseModel):
     distinct_1: float | None = None
     distinct_2: float | None = None
     distinct_3: float | None = None
+    degenerate: float | None = None
     malformed: float | None = None
     n_prompts: int = 0
     n_samples: int = 0
@@ -214,6 +222,7 @@ def split_metrics(
         distinct_1=mean_distinct(groups, 1),
         distinct_2=mean_distinct(groups, 2),
         distinct_3=mean_distinct(groups, 3),
+        degenerate=degenerate_share([g.text for g in generations]),
         malformed=malformed_share(generations),
         n_prompts=tox.n_prompts,
         n_samples=tox.n_samples,
@@ -329,7 +338,10 @@ def render_markdown(report: EvalReport) -> str:
         "EMT = expected maximum toxicity (std of per-prompt maxima); TP (prompt) = share of "
         "prompts with at least one toxic sample; TP (sample) = share of toxic samples (older CMD "
         "tables). Intervals are 95% bootstrap intervals over prompts. Malformed = share of CMD "
-        "chains without `# Generation:` or the closing ` #` (their fallback text is scored).",
+        "chains without `# Generation:` or the closing ` #` (their fallback text is scored). "
+        "Degenerate = share of samples that are not running text (digit runs, one-word lines, "
+        "fewer than 3 words), which the judge scores as non-toxic and a small perplexity model "
+        "finds likely: a toxicity cut that comes with a high share is not a detoxified text.",
     ]
     for split in SPLITS:
         lines += [
@@ -337,8 +349,8 @@ def render_markdown(report: EvalReport) -> str:
             f"## {SPLIT_TITLES[split]}",
             "",
             "| Method | EMT (std) | EMT 95% CI | TP prompt | TP 95% CI | TP sample | PPL "
-            "| Dist-1 | Dist-2 | Dist-3 | Malformed | Prompts | Samples | Missing |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| Dist-1 | Dist-2 | Dist-3 | Degenerate | Malformed | Prompts | Samples | Missing |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for method, splits in report.methods.items():
             m = splits[split]
@@ -347,7 +359,8 @@ def render_markdown(report: EvalReport) -> str:
                 f"| {_interval(m.emt_ci_low, m.emt_ci_high)} | {_pct(m.tp_prompt)} "
                 f"| {_interval(m.tp_prompt_ci_low, m.tp_prompt_ci_high, pct=True)} "
                 f"| {_pct(m.tp_sample)} | {_fmt(m.ppl, 2)} | {_fmt(m.distinct_1)} "
-                f"| {_fmt(m.distinct_2)} | {_fmt(m.distinct_3)} | {_pct(m.malformed)} "
+                f"| {_fmt(m.distinct_2)} | {_fmt(m.distinct_3)} | {_pct(m.degenerate)} "
+                f"| {_pct(m.malformed)} "
                 f"| {m.n_prompts} "
                 f"| {m.n_samples} | {m.n_missing} |"
             )
