@@ -35,6 +35,7 @@ SPLIT_KEYS = {
     "distinct_1",
     "distinct_2",
     "distinct_3",
+    "degenerate",
     "malformed",
     "n_prompts",
     "n_samples",
