@@ -64,3 +64,36 @@ def test_plan_puts_candidates_first_then_toxic_then_end(tiny_lm: object) -> None
 def test_toxic_layer_out_of_range(tiny_lm: object) -> None:
     with pytest.raises(DetoxError, match=r"toxic layer 9 is out of range: .*0\.\.4"):
         plan_layers(tiny_lm.model, DDSCConfig(layers="all", toxic_layer=9))  # type: ignore[attr-defined]
+
+
+def test_the_plan_is_built_once_per_model_shape_and_layer_settings(
+    tiny_lm: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detox_core.decoding import DecodeConfig
+    from detox_ddsc import decoder, generate
+
+    lm = tiny_lm
+    built: list[object] = []
+    real = decoder.build_plan
+
+    def counting(model: object, config: DDSCConfig) -> decoder.LayerPlan:
+        built.append(config.layers)
+        return real(model, config)
+
+    monkeypatch.setattr(decoder, "build_plan", counting)
+    decoder._cached_plan.cache_clear()
+    config = DDSCConfig(
+        layers="0,1,4", toxic_layer=2, decode=DecodeConfig(max_new_tokens=2, greedy=True)
+    )
+    # A CLI call: the check against the model's config before loading, then batch after batch.
+    checked = plan_layers(lm.model.config, config)  # type: ignore[attr-defined]
+    for seed in (0, 1):
+        batch = config.model_copy(
+            update={"decode": config.decode.model_copy(update={"seed": seed})}
+        )
+        generate(lm.model, lm.tokenizer, ["a b", "c"], batch)  # type: ignore[attr-defined]
+    assert plan_layers(lm.model, config) is checked  # type: ignore[attr-defined]
+    assert len(built) == 1
+    # Other layer settings are another plan; sampling settings are not.
+    assert plan_layers(lm.model, config.model_copy(update={"toxic_layer": 3})).toxic == 3  # type: ignore[attr-defined]
+    assert len(built) == 2

@@ -16,8 +16,10 @@ layers; the chosen H and S are recorded as device tensors and copied to the host
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +30,7 @@ from detox_core.errors import DetoxError
 from detox_ddsc.config import DDSCConfig
 from detox_ddsc.layers import check_toxic_layer, parse_layers
 from detox_ddsc.toxic_layer import check_profile, load_default_profile, load_profile
+from detox_ddsc.types import Mode
 from detox_kernels import contrast_scores, select_layers
 
 END_ROW = -1  # marks "the end layer's logits" as the toxic row (T == E)
@@ -88,9 +91,75 @@ def resolve_toxic_layer(model: Any, config: DDSCConfig) -> int | None:
     return check_toxic_layer(toxic, num_layers)
 
 
+@dataclass(frozen=True)
+class _ModelShape:
+    """What a layer plan reads of a model: its Hugging Face config's shape fields."""
+
+    model_type: str
+    num_hidden_layers: int
+    hidden_size: int | None
+    vocab_size: int | None
+
+
+def _profile_key(profile: str | None) -> tuple[str, int, int] | None:
+    """A profile file's identity (resolved path, mtime, size): a changed file is a new plan."""
+    if profile is None:
+        return None
+    path = Path(profile)
+    if not path.is_file():
+        return (str(path), -1, -1)  # load_profile raises the one-line error
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
 def plan_layers(model: Any, config: DDSCConfig) -> LayerPlan:
     """Validate the layers and the toxic layer against ``model`` (or its Hugging Face config)
-    and lay out the head rows."""
+    and lay out the head rows.
+
+    Built once per model shape and layer settings (and profile file version): a CLI call that
+    checks the layers before loading, then decodes batch after batch, plans them once.
+    """
+    hf = _hf_config(model)
+    shape = _ModelShape(
+        model_type=str(getattr(hf, "model_type", "")),
+        num_hidden_layers=int(hf.num_hidden_layers),
+        hidden_size=getattr(hf, "hidden_size", None),
+        vocab_size=getattr(hf, "vocab_size", None),
+    )
+    layers = config.layers if isinstance(config.layers, str) else tuple(config.layers)
+    return _cached_plan(
+        shape,
+        layers,
+        config.mode,
+        config.toxic_layer,
+        config.profile,
+        _profile_key(config.profile),
+        config.toxic_layer_from_end,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_plan(
+    shape: _ModelShape,
+    layers: str | tuple[int, ...],
+    mode: Mode,
+    toxic_layer: int | None,
+    profile: str | None,
+    _profile_version: tuple[str, int, int] | None,
+    toxic_layer_from_end: int | None,
+) -> LayerPlan:
+    config = DDSCConfig(
+        layers=layers if isinstance(layers, str) else list(layers),
+        mode=mode,
+        toxic_layer=toxic_layer,
+        profile=profile,
+        toxic_layer_from_end=toxic_layer_from_end,
+    )
+    return build_plan(shape, config)
+
+
+def build_plan(model: Any, config: DDSCConfig) -> LayerPlan:
+    """``plan_layers`` without its cache (every call validates and lays out the rows)."""
     num_layers = int(_hf_config(model).num_hidden_layers)
     layers = parse_layers(config.layers, num_layers, mode=config.mode)
     end, candidates = layers[-1], tuple(layers[:-1])
