@@ -5,14 +5,11 @@ epoch). Per micro-batch:
 
 - LM loss: cross-entropy on the chain tokens only (labels are -100 on ``# Text: {prompt} `` and
   on padding).
-- Contrastive loss, for the rows that have at least one negative: the anchor is the current
-  model's own ``cl_anchor_tokens``-token top-p sample from ``cl_prefix`` (drawn under
-  ``torch.inference_mode`` with dropout off, cut at the closing `` #``; the anchors of all the
-  micro-batches of an optimizer step are sampled together, in one KV-cached batch); the anchor text, the
-  positive and the negatives are then encoded by the model on their own (no context), each
-  represented by the mean of its last hidden states, and compared by cosine similarity in an
-  InfoNCE loss. Like the reference, the anchor's encoding carries gradient (no gradient flows
-  through the sampling itself); ``cl_anchor_grad=False`` detaches it.
+- Contrastive loss, for the rows that have at least one negative: InfoNCE between the model's
+  own on-policy anchor, the positive and the negatives (``detox_cmd.training.anchors``; the
+  anchors of all the micro-batches of an optimizer step are sampled in one KV-cached batch). Like
+  the reference, the anchor's encoding carries gradient (no gradient flows through the sampling
+  itself); ``cl_anchor_grad=False`` detaches it.
 - ``loss = lm + cl_weight * cl``.
 
 Device placement, DDP and bf16 autocast come from ``accelerate`` (the same code runs on one CPU
@@ -23,7 +20,6 @@ of batches consumed in it (the data order is a function of the seed and the epoc
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -35,35 +31,32 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from detox_cmd.chain import CLOSING_MARKER
 from detox_cmd.training import checkpoint as ckpt
+from detox_cmd.training.anchors import contrastive_term, step_anchors
 from detox_cmd.training.config import CMDTrainConfig
-from detox_cmd.training.data import (
-    ChainCollator,
-    ChainDataset,
-    EpochSampler,
-    SplitInputTokenizer,
-    encode_texts,
-    load_chain_records,
-)
+from detox_cmd.training.data import ChainCollator, ChainDataset, EpochSampler, load_chain_records
 from detox_cmd.training.lora import apply_lora, lora_target_modules
-from detox_cmd.training.losses import contrastive_loss, pool_hidden
 from detox_cmd.training.plot import plot_losses
 from detox_cmd.training.records import LossRecord, TrainerState, TrainResult, TrainRunInfo
+from detox_cmd.training.run_files import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    LOSSES_FILE,
+    PLOT_FILE,
+    check_output_dir,
+    check_resume_settings,
+    normalize_config,
+    read_losses,
+    truncate_losses,
+)
 from detox_cmd.training.schedule import warmup_cosine
-from detox_core.decoding import DecodeConfig, decode
 from detox_core.errors import DetoxError
-from detox_core.io import JsonlWriter, atomic_write_text, iter_jsonl, read_json_model
+from detox_core.io import JsonlWriter, atomic_write_text
 from detox_core.locking import output_lock
 from detox_core.models import ModelOptions, load_model
 from detox_core.parallel import current_group
 from detox_core.progress import progress_bar
-
-LOSSES_FILE = "losses.jsonl"
-PLOT_FILE = "losses.png"
-CONFIG_FILE = "train_config.json"
-ADAPTER_DIR = "adapter"
-CHECKPOINTS_DIR = "checkpoints"
 
 
 def resolve_mixed_precision(setting: str) -> str:
@@ -75,20 +68,6 @@ def resolve_mixed_precision(setting: str) -> str:
     return "no"
 
 
-def normalize_config(config: CMDTrainConfig) -> CMDTrainConfig:
-    """Absolute paths, so a resumed run from another directory matches the saved settings."""
-    model = config.model
-    if Path(model).expanduser().exists():
-        model = str(Path(model).expanduser().resolve())
-    return config.model_copy(
-        update={
-            "model": model,
-            "data_path": config.data_path.expanduser().resolve(),
-            "output_dir": config.output_dir.expanduser().resolve(),
-        }
-    )
-
-
 def enable_checkpointing(model: Any) -> None:
     """Non-reentrant activation (gradient) checkpointing, under either transformers name."""
     kwargs = {"use_reentrant": False}
@@ -96,31 +75,6 @@ def enable_checkpointing(model: Any) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-
-
-def sample_anchors(
-    model: Any,
-    tokenizer: Any,
-    prefixes: list[str],
-    heads: list[str],
-    config: CMDTrainConfig,
-    seed: int,
-) -> list[str]:
-    """The model's own continuations of ``prefixes`` (no gradient), cut at the closing `` #``.
-
-    ``heads[i]`` is the ``# Text: {prompt} `` part of ``prefixes[i]``, tokenised on its own as in
-    training.
-    """
-    split = {p: h for p, h in zip(prefixes, heads, strict=True) if p.startswith(h)}
-    settings = DecodeConfig(
-        max_new_tokens=config.cl_anchor_tokens,
-        top_p=config.cl_anchor_top_p,
-        temperature=1.0,
-        seed=seed,
-        stop=(CLOSING_MARKER,),
-        max_input_tokens=config.max_length,
-    )
-    return decode(model, SplitInputTokenizer(tokenizer, split), prefixes, settings).texts
 
 
 def _group_sizes(start: int, end: int, accumulation: int) -> Iterator[int]:
@@ -143,7 +97,7 @@ class CMDTrainer:
         self.show_progress = show_progress
         self.out = self.config.output_dir
         self.checkpoints = self.out / CHECKPOINTS_DIR
-        self._check_output_dir()
+        check_output_dir(self.out, self.config.resume)
         records = load_chain_records(self.config.data_path)  # fail before loading the model
         self.accelerator = Accelerator(
             mixed_precision=resolve_mixed_precision(self.config.mixed_precision)
@@ -164,7 +118,7 @@ class CMDTrainer:
             num_processes=self.accelerator.num_processes,
             config=self.config,
         )
-        self._check_resume_settings()
+        check_resume_settings(self.out, self.config, self.accelerator.num_processes)
         self.accelerator.wait_for_everyone()  # every process checked --out before any writes
 
         self.dataset = ChainDataset(
@@ -217,31 +171,6 @@ class CMDTrainer:
 
     # ----------------------------------------------------------------------------- setup
 
-    def _check_output_dir(self) -> None:
-        leftovers = [
-            p for p in (self.out / ADAPTER_DIR, self.out / LOSSES_FILE) if p.exists()
-        ] + ckpt.list_checkpoints(self.checkpoints)
-        if leftovers and not self.config.resume:
-            raise DetoxError(
-                f"{self.out} already holds a training run",
-                "pass --resume to continue it, or choose another --out",
-            )
-
-    def _check_resume_settings(self) -> None:
-        saved_path = self.out / CONFIG_FILE
-        if not self.config.resume or not saved_path.exists():
-            return
-        saved = read_json_model(saved_path, TrainRunInfo, "CMD training record")
-        before, now = saved.config.trajectory(), self.config.trajectory()
-        changed = [name for name in now if before.get(name) != now[name]]
-        if saved.num_processes != self.accelerator.num_processes:
-            changed.append("number of processes")
-        if changed:
-            raise DetoxError(
-                f"--resume with settings that differ from the saved run: {', '.join(changed)}",
-                f"rerun with the settings in {saved_path}, or train into another --out",
-            )
-
     @property
     def unwrapped(self) -> Any:
         """The peft model without DDP wrapping."""
@@ -254,69 +183,13 @@ class CMDTrainer:
         return self.config.seed * 1_000_003 + step * processes + rank
 
     def _step_anchors(self, batches: list[dict[str, Any]], step: int) -> list[list[str]]:
-        """The anchors of every contrastive row of an optimizer step, sampled in one batch.
-
-        The parameters do not change between the micro-batches of a step, so sampling all their
-        anchors together (one KV-cached decode over every row with a negative) gives the same
-        distribution as sampling per micro-batch, at a fraction of the cost: a decode step reads
-        the weights once whatever the batch size. Returns one list per micro-batch, in the order
-        of its rows with negatives.
-        """
-        owners = [
-            (micro, i)
-            for micro, batch in enumerate(batches)
-            for i, negs in enumerate(batch["negatives"])
-            if negs
-        ]
-        per_batch: list[list[str]] = [[] for _ in batches]
-        if not owners:
-            return per_batch
+        """The anchors of an optimizer step's micro-batches, sampled together (``anchors``)."""
         self.model.eval()
-        texts = sample_anchors(
-            self.unwrapped,
-            self.tokenizer,
-            [batches[m]["cl_prefix"][i] for m, i in owners],
-            [batches[m]["cl_head"][i] for m, i in owners],
-            self.config,
-            self._anchor_seed(step),
+        anchors = step_anchors(
+            self.unwrapped, self.tokenizer, batches, self.config, self._anchor_seed(step)
         )
         self.model.train()
-        for (micro, _), text in zip(owners, texts, strict=True):
-            per_batch[micro].append(text)
-        return per_batch
-
-    def _contrastive(
-        self, batch: dict[str, Any], anchors: list[str]
-    ) -> tuple[torch.Tensor | None, int]:
-        rows = [i for i, negs in enumerate(batch["negatives"]) if negs]
-        if not rows:
-            return None, 0
-        config = self.config
-        positives = [batch["positive"][i] for i in rows]
-        negatives, owners = [], []
-        for group, i in enumerate(rows):
-            negatives.extend(batch["negatives"][i])
-            owners.extend([group] * len(batch["negatives"][i]))
-        ids, mask = encode_texts(self.tokenizer, anchors + positives + negatives, config.max_length)
-        ids, mask = ids.to(self.accelerator.device), mask.to(self.accelerator.device)
-        # Through the unwrapped module: under DDP every wrapped forward is a collective
-        # (buffer broadcast), and only the ranks with negatives in their batch get here. The
-        # gradients still reach the shared parameters before the one backward's all-reduce.
-        with self.accelerator.autocast():
-            out = self.unwrapped(
-                input_ids=ids,
-                attention_mask=mask,
-                output_hidden_states=True,
-                use_cache=False,
-                logits_to_keep=1,
-            )
-        reps = pool_hidden(out.hidden_states[-1].float(), mask, config.cl_pooling)
-        size = len(rows)
-        anchor_reps = reps[:size] if config.cl_anchor_grad else reps[:size].detach()
-        loss = contrastive_loss(
-            anchor_reps, reps[size : 2 * size], reps[2 * size :], owners, config.cl_temperature
-        )
-        return loss, len(rows)
+        return anchors
 
     def _micro_step(
         self, batch: dict[str, Any], scale: float, anchors: list[str], sync: bool
@@ -333,7 +206,19 @@ class CMDTrainer:
             lm: torch.Tensor = out.loss
             cl, groups = (None, 0)
             if self.config.contrastive:
-                cl, groups = self._contrastive(batch, anchors)
+                # Through the unwrapped module: under DDP every wrapped forward is a collective
+                # (buffer broadcast), and only the ranks with negatives in their batch get here.
+                # The gradients still reach the shared parameters before the one backward's
+                # all-reduce.
+                cl, groups = contrastive_term(
+                    self.unwrapped,
+                    self.tokenizer,
+                    batch,
+                    anchors,
+                    self.config,
+                    self.accelerator.device,
+                    self.accelerator.autocast,
+                )
             total = lm if cl is None else lm + self.config.cl_weight * cl
             self.accelerator.backward(total * scale)
         tokens = int(batch["attention_mask"].sum())
@@ -421,23 +306,8 @@ class CMDTrainer:
         )
         self.state = state.model_copy(update={"total_steps": self.total_steps})
         if self.accelerator.is_main_process:
-            self._truncate_losses(state.step)
+            truncate_losses(self.out, state.step)
         self.accelerator.wait_for_everyone()
-
-    def _truncate_losses(self, step: int) -> None:
-        """Drop log lines written after the checkpoint being resumed."""
-        path = self.out / LOSSES_FILE
-        if not path.exists():
-            return
-        kept = [obj for _, obj in iter_jsonl(path) if int(obj["step"]) <= step]
-        # Same line format as JsonlWriter, so a resumed log is byte-identical to a straight one.
-        atomic_write_text(path, "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in kept))
-
-    def _read_losses(self) -> list[LossRecord]:
-        path = self.out / LOSSES_FILE
-        if not path.exists():
-            return []
-        return [LossRecord.model_validate(obj) for _, obj in iter_jsonl(path)]
 
     def _finish(self) -> Path:
         adapter = self.out / ADAPTER_DIR
@@ -447,7 +317,7 @@ class CMDTrainer:
             self.unwrapped.save_pretrained(str(tmp))
             atomic_write_text(tmp / CONFIG_FILE, self.run_info.model_dump_json(indent=2))
             ckpt.replace_dir(tmp, adapter)
-            records = self._read_losses()
+            records = read_losses(self.out)
             if records:
                 plot_losses(records, self.out / PLOT_FILE)
         self.accelerator.wait_for_everyone()
