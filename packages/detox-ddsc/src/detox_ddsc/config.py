@@ -88,10 +88,11 @@ class DDSCConfig(BaseModel):
 # faithful: the reference formula (greedy reproductions, classification).
 # diverse: a small contrast weight on a wider APC head; on two sets of 40 toxic dev prompts
 # (10 samples, top-p 0.9, tox-minilm) it kept 0.86x of plain sampling's distinct-2 at 0.80x of
-# its EMT and 0.80x of its perplexity, where the faithful setting keeps 0.14-0.2x of distinct-2.
-# (``toxic_layer_from_end=2`` with w 0.03 measured lower EMT at equal distinct-2 and perplexity,
-# but more of its samples degenerate into digits, newlines and fragments; README, "The toxic
-# layer".)
+# its EMT and 0.80x of its perplexity with MODE-2 layers (0.85x / 0.67x / 0.86x with the default
+# MODE-1 layers), where the faithful setting keeps 0.14-0.2x of distinct-2. On this model much of
+# that cut is degenerate text (digit runs, newline fragments: 32-37% of the samples), and the
+# layers that keep the samples readable do not cut EMT on held-out prompts (README, "The toxic
+# layer").
 DDSC_PRESETS: dict[str, dict[str, float]] = {
     "faithful": {"alpha": 0.1, "contrast_weight": 1.0, "contrast_temperature": 1.0},
     "diverse": {"alpha": 0.05, "contrast_weight": 0.05, "contrast_temperature": 1.0},
