@@ -11,7 +11,7 @@ import torch
 from train_helpers import make_records, one_thread, write_records  # noqa: F401
 
 from detox_cmd.training import CMDTrainConfig, LossRecord, train
-from detox_cmd.training import trainer as trainer_module
+from detox_cmd.training import anchors as anchors_module
 from detox_cmd.training.schedule import lr_factor, warmup_cosine
 
 
@@ -61,13 +61,13 @@ def test_anchors_of_a_step_are_sampled_in_one_batch(
     tiny_lm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    real = trainer_module.sample_anchors
+    real = anchors_module.sample_anchors
 
     def counting(model: Any, tokenizer: Any, prefixes: list[str], *rest: Any) -> list[str]:
         calls.append(len(prefixes))
         return real(model, tokenizer, prefixes, *rest)
 
-    monkeypatch.setattr(trainer_module, "sample_anchors", counting)
+    monkeypatch.setattr(anchors_module, "sample_anchors", counting)
     records = make_records()
     data = write_records(tmp_path / "train.jsonl", records)
     config = CMDTrainConfig(
