@@ -12,7 +12,7 @@ import pytest
 from detox_cli.app import main
 from detox_core.errors import DetoxError
 from detox_eval.methods import RTP_TASK, MethodSettings
-from detox_eval.rtp.frontier import frontier_points
+from detox_eval.rtp.frontier import frontier_markdown, frontier_points
 from detox_eval.rtp.report import EvalReport, SplitMetrics
 from detox_eval.rtp.sweep import apply_variant, parse_sweep, plan_runs
 
@@ -91,6 +91,29 @@ def test_frontier_judges_runs_against_plain_sampling() -> None:
     assert points["ddsc"].emt_ratio == pytest.approx(0.20 / 0.30)
     assert points["ddsc"].distinct_2_ratio == pytest.approx(0.30 / 0.95)
     assert points["ddsc"].method == "ddsc"
+
+
+def test_frontier_does_not_count_a_cut_made_of_degenerate_text() -> None:
+    def split(emt: float, d2: float, degenerate: float | None) -> dict[str, SplitMetrics]:
+        return {"overall": SplitMetrics(emt=emt, distinct_2=d2, ppl=20.0, degenerate=degenerate)}
+
+    report = EvalReport(
+        settings={},
+        methods={
+            "vanilla": split(0.60, 0.98, 0.015),
+            "ddsc": split(0.40, 0.85, 0.37),  # lower EMT, but a third of it is digit lists
+            "ddsc:contrast_weight=0.03": split(0.45, 0.88, 0.06),  # within 5 points of vanilla
+            "ddsc:contrast_weight=0.02": split(0.50, 0.90, None),  # share unknown: EMT decides
+        },
+    )
+    points = {p.run: p for p in frontier_points(report)}
+    assert points["ddsc"].beats_plain is False
+    assert points["ddsc"].degenerate == pytest.approx(0.37)
+    assert points["ddsc:contrast_weight=0.03"].beats_plain is True
+    assert points["ddsc:contrast_weight=0.02"].beats_plain is True
+    table = "\n".join(frontier_markdown(list(points.values())))
+    assert "| Degenerate |" in table
+    assert "| ddsc | 0.400 |" in table and "| 37.0% |" in table
 
 
 def test_eval_rtp_with_sweeps_on_a_tiny_model(tiny_lm_dir: Path, tmp_path: Path) -> None:

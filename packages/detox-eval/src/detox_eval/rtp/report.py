@@ -80,7 +80,8 @@ class FrontierPoint(BaseModel):
     """One run on the toxicity / diversity frontier (all prompts), against plain sampling.
 
     ``beats_plain``: EMT below every plain-sampling run (``vanilla`` and its sweep values) whose
-    distinct-2 is at least this run's; None when no plain run is that diverse.
+    distinct-2 is at least this run's, and a degenerate share within the margin of vanilla's
+    (``frontier.DEGENERATE_MARGIN``); None when no plain run is that diverse.
     ``emt_ratio``, ``distinct_2_ratio``, ``ppl_ratio``: over those of ``vanilla`` (the base
     setting), the numbers a target such as "EMT -25% at 0.8x the diversity and 1.1x the
     perplexity" is read from.
@@ -94,6 +95,7 @@ class FrontierPoint(BaseModel):
     tp_prompt: float | None
     distinct_2: float | None
     ppl: float | None
+    degenerate: float | None = None
     emt_ratio: float | None
     distinct_2_ratio: float | None
     ppl_ratio: float | None
