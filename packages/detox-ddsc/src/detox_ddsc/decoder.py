@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,7 +28,12 @@ from detox_core.decoding import DecodeOutput, decode
 from detox_core.errors import DetoxError
 from detox_ddsc.config import DDSCConfig
 from detox_ddsc.layers import check_toxic_layer, parse_layers
-from detox_ddsc.toxic_layer import check_profile, load_default_profile, load_profile
+from detox_ddsc.toxic_layer import (
+    check_profile,
+    load_default_profile,
+    load_profile,
+    profile_file_key,
+)
 from detox_ddsc.types import Mode
 from detox_kernels import contrast_scores, select_layers
 
@@ -101,17 +105,6 @@ class _ModelShape:
     vocab_size: int | None
 
 
-def _profile_key(profile: str | None) -> tuple[str, int, int] | None:
-    """A profile file's identity (resolved path, mtime, size): a changed file is a new plan."""
-    if profile is None:
-        return None
-    path = Path(profile)
-    if not path.is_file():
-        return (str(path), -1, -1)  # load_profile raises the one-line error
-    stat = path.stat()
-    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-
-
 def plan_layers(model: Any, config: DDSCConfig) -> LayerPlan:
     """Validate the layers and the toxic layer against ``model`` (or its Hugging Face config)
     and lay out the head rows.
@@ -133,7 +126,7 @@ def plan_layers(model: Any, config: DDSCConfig) -> LayerPlan:
         config.mode,
         config.toxic_layer,
         config.profile,
-        _profile_key(config.profile),
+        None if config.profile is None else profile_file_key(config.profile),
         config.toxic_layer_from_end,
     )
 

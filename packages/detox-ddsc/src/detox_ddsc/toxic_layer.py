@@ -136,8 +136,17 @@ def load_profile(path: str | Path) -> ToxicLayerProfile:
             f"profile not found: {path}",
             "write one with the toxic-layer locator (locate_toxic_layer)",
         )
+    return _read_profile(*profile_file_key(path)).model_copy()
+
+
+def profile_file_key(path: str | Path) -> tuple[str, int, int]:
+    """A profile file's identity for caches: resolved path, mtime and size (-1, -1 when the
+    file is missing), so a changed file is read again."""
+    path = Path(path)
+    if not path.is_file():
+        return (str(path), -1, -1)
     stat = path.stat()
-    return _read_profile(str(path.resolve()), stat.st_mtime_ns, stat.st_size).model_copy()
+    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=16)
