@@ -25,6 +25,9 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from detox_cmd.spans.decision import token_chars
+from detox_cmd.spans.evaluate import span_f1
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "toxic_spans"
 N_TRAIN = 2500
 Split = tuple[list[str], list[set[int]]]
@@ -95,34 +98,13 @@ def features(model: Any, tokenizer: Any, layers: list[int], texts: list[str]) ->
     return out
 
 
-def span_f1(pred: set[int], gold: set[int]) -> float:
-    """SemEval-2021 Task 5 per-text F1 (both empty: 1)."""
-    if not gold:
-        return 1.0 if not pred else 0.0
-    tp = len(pred & gold)
-    if not pred or not tp:
-        return 0.0
-    p, r = tp / len(pred), tp / len(gold)
-    return 2 * p * r / (p + r)
-
-
-def marked(offsets: list[tuple[int, int]], probs: np.ndarray, threshold: float) -> set[int]:
-    """Characters of tokens above the threshold plus the gaps between consecutive ones."""
-    out: set[int] = set()
-    prev = None
-    for j, ((a, b), q) in enumerate(zip(offsets, probs, strict=True)):
-        if q > threshold:
-            out.update(range(a, b))
-            if prev == j - 1:
-                out.update(range(offsets[j - 1][1], a))
-            prev = j
-    return out
-
-
 def mean_f1(feats: Features, probs: list[np.ndarray], gold: list[set[int]], thr: float) -> float:
     return float(
         np.mean(
-            [span_f1(marked(f[0], p, thr), g) for f, p, g in zip(feats, probs, gold, strict=True)]
+            [
+                span_f1(token_chars(f[0], [q > thr for q in p]), g)
+                for f, p, g in zip(feats, probs, gold, strict=True)
+            ]
         )
     )
 
