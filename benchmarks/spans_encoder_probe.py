@@ -12,8 +12,6 @@ of each split is printed too (fp32, one torch thread).
 
 from __future__ import annotations
 
-import ast
-import csv
 import json
 import random
 import sys
@@ -25,8 +23,10 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from detox_cmd.spans.dataset import token_labels_from_chars
 from detox_cmd.spans.decision import token_chars
 from detox_cmd.spans.evaluate import span_f1
+from detox_core.data.toxic_spans import ToxicSpansExample, read_toxic_spans
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "toxic_spans"
 N_TRAIN = 2500
@@ -35,22 +35,23 @@ Features = list[tuple[list[tuple[int, int]], list[np.ndarray]]]
 
 
 def read_splits() -> dict[str, Split]:
-    """The detector's train (first 2,500 after a seeded shuffle) and dev texts, and trial."""
-    with open(DATA / "tsd_train.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    held = sorted(random.Random(0).sample(range(len(rows)), int(len(rows) * 0.1)))
-    train = [i for i in range(len(rows)) if i not in set(held)]
-    random.Random(1).shuffle(train)
-    with open(DATA / "tsd_trial.csv", newline="") as f:
-        trial = list(csv.DictReader(f))
+    """The detector's train (first 2,500 after a seeded shuffle) and dev texts, and trial.
 
-    def texts_and_gold(chosen: list[dict[str, str]]) -> Split:
-        return [r["text"] for r in chosen], [set(ast.literal_eval(r["spans"])) for r in chosen]
+    The dev indices are `split_dev`'s (every tsd_train row has gold offsets, so it samples the
+    row indices with `random.Random(0)`); the probe works on raw texts, not `SpanExample`s.
+    """
+    rows = read_toxic_spans(DATA / "tsd_train.csv")
+    held = set(random.Random(0).sample(range(len(rows)), int(len(rows) * 0.1)))
+    train = [i for i in range(len(rows)) if i not in held]
+    random.Random(1).shuffle(train)
+
+    def texts_and_gold(chosen: list[ToxicSpansExample]) -> Split:
+        return [r.text for r in chosen], [set(r.spans) for r in chosen]
 
     return {
         "train": texts_and_gold([rows[i] for i in train[:N_TRAIN]]),
-        "dev": texts_and_gold([rows[i] for i in held]),
-        "trial": texts_and_gold(trial),
+        "dev": texts_and_gold([rows[i] for i in sorted(held)]),
+        "trial": texts_and_gold(read_toxic_spans(DATA / "tsd_trial.csv")),
     }
 
 
@@ -126,7 +127,7 @@ def main(which: str, out_path: Path) -> None:
         x = np.concatenate([f[1][li] for f in feats["train"]])
         y = np.concatenate(
             [
-                [int(any(c in g for c in range(a, b))) for a, b in f[0]]
+                token_labels_from_chars(f[0], g)
                 for f, g in zip(feats["train"], splits["train"][1], strict=True)
             ]
         )
